@@ -1,0 +1,232 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/turn/v5"
+)
+
+var (
+	errFamilyDisabled   = errors.New("relay: address family not served")
+	errTCPRelay         = errors.New("relay: TCP relays (RFC 6062) are not offered")
+	errNoRelayPort      = errors.New("relay: no free relay port")
+	errPortOutsideRange = errors.New("relay: requested port outside relay range")
+)
+
+// relayFamily holds the relay sockets of one address family. ports is indexed by
+// port-RelayPortMin and read lock-free in the data path (hairpin lookups).
+type relayFamily struct {
+	enabled bool
+	network string     // "udp4" or "udp6"
+	bind    netip.Addr // relay sockets bind here (may be unspecified)
+	public  netip.Addr // advertised in XOR-RELAYED-ADDRESS; "self" for the data path guard
+	pubIP   net.IP     // public as net.IP, shared read-only
+	// hairpinDst is where a datagram for a local relay port is delivered: the bind address,
+	// or loopback when the bind address is unspecified.
+	hairpinDst netip.Addr
+	ports      []atomic.Pointer[relayConn]
+}
+
+// relays implements turn.RelayAddressGenerator: UDP relay sockets inside
+// RelayPortMin..RelayPortMax, advertised on the public address, wrapped in relayConn.
+type relays struct {
+	s        *Server
+	min, max uint16
+	v4, v6   relayFamily
+	live     sync.WaitGroup // one per open relay socket; Done at Close
+	// readers counts relay sockets whose pion read loop may still call in (see
+	// relayConn.readState); Done when ReadFrom returns the loop-ending error, the last call
+	// the loop makes into us, or at Close for a socket nobody has started reading.
+	readers sync.WaitGroup
+}
+
+var _ turn.RelayAddressGenerator = (*relays)(nil)
+
+func (r *relays) Validate() error { return nil }
+
+func (r *relays) family(network string) *relayFamily {
+	if network == "udp6" {
+		return &r.v6
+	}
+	return &r.v4
+}
+
+func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	fam := r.family(conf.Network)
+	if !fam.enabled {
+		return nil, nil, errFamilyDisabled
+	}
+	bind := func(port int) (*net.UDPConn, error) {
+		return net.ListenUDP(fam.network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, uint16(port))))
+	}
+	var conn *net.UDPConn
+	if conf.RequestedPort != 0 {
+		if conf.RequestedPort < int(r.min) || conf.RequestedPort > int(r.max) {
+			return nil, nil, errPortOutsideRange
+		}
+		c, err := bind(conf.RequestedPort)
+		if err != nil {
+			return nil, nil, fmt.Errorf("relay: bind relay port %d: %w", conf.RequestedPort, err)
+		}
+		conn = c
+	} else {
+		// Random start, then a linear probe over the whole range: random so ports are not
+		// predictable, linear so a nearly full range still finds its last free port.
+		n := int(r.max) - int(r.min) + 1
+		start := rand.IntN(n)
+		for i := 0; i < n && conn == nil; i++ {
+			port := int(r.min) + (start+i)%n
+			if fam.ports[port-int(r.min)].Load() != nil {
+				continue
+			}
+			if c, err := bind(port); err == nil {
+				conn = c
+			}
+		}
+		if conn == nil {
+			return nil, nil, errNoRelayPort
+		}
+	}
+	_ = conn.SetReadBuffer(relayBuffer)
+	_ = conn.SetWriteBuffer(relayBuffer)
+	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
+	sock, err := newUDPSocket(conn, relayBatch, frameBuf)
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("relay: relay socket: %w", err)
+	}
+	rc := &relayConn{UDPConn: conn, r: r, fam: fam, port: port, sock: sock}
+	r.live.Add(1)
+	r.readers.Add(1)
+	fam.ports[port-r.min].Store(rc)
+	return rc, &net.UDPAddr{IP: fam.pubIP, Port: int(port)}, nil
+}
+
+func (r *relays) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return nil, nil, errTCPRelay
+}
+
+func (r *relays) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
+	return nil, errTCPRelay
+}
+
+func (r *relays) lookup(fam *relayFamily, port int) *relayConn {
+	if port < int(r.min) || port > int(r.max) {
+		return nil
+	}
+	return fam.ports[port-int(r.min)].Load()
+}
+
+// relayConn is one allocation's relay socket. pion reads peer datagrams from it and writes
+// client data to peers through it; both directions are counted here, and WriteTo guards
+// the server's own addresses: only live relay ports are reachable there, delivered through
+// loopback to the target socket (hairpin), so two relayed clients of one server connect
+// even behind a router that does not hairpin, and nothing else on the host is reachable.
+// The data path is allocation-free: atomics, no locks, no logging.
+type relayConn struct {
+	*net.UDPConn
+	r         *relays
+	fam       *relayFamily
+	port      uint16
+	sock      *udpSocket // reads owned by pion's read goroutine for this allocation
+	closeOnce sync.Once
+
+	// readState: pion starts a read loop for the socket of every allocation right after
+	// creating it, but GetRandomEvenPort (EVEN-PORT) allocates sockets only to close them
+	// unread. The first of ReadFrom and Close to move it from readIdle settles who calls
+	// readers.Done, exactly once.
+	readState atomic.Int32
+	reading   bool // the read goroutine has moved readState to readActive; owned by it
+}
+
+const (
+	readIdle   int32 = iota // nobody has read yet
+	readActive              // pion's loop reads; it calls readers.Done on its last read
+	readDone                // readers.Done called
+)
+
+func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if !c.reading {
+		c.reading = true
+		c.readState.CompareAndSwap(readIdle, readActive)
+	}
+	n, addr, err := c.sock.readFrom(p, peerAddrReusable)
+	if err != nil {
+		// pion's loop ends on any error: it deletes the allocation and returns.
+		if c.readState.CompareAndSwap(readActive, readDone) {
+			c.r.readers.Done()
+		}
+		return n, nil, err
+	}
+	st := &c.r.s.stats
+	st.pktsFrom.Add(1)
+	st.bytesFrom.Add(uint64(n))
+	// A datagram from one of our own relay sockets arrived over loopback (hairpin): present
+	// it as coming from the public address, which is what the receiving allocation's
+	// permission names. The address is the socket's (peerAddrReusable): ours to change.
+	if ua, ok := addr.(*net.UDPAddr); ok {
+		if src := c.r.lookup(c.fam, ua.Port); src != nil && src != c && c.fromHairpin(ua.IP) {
+			ua.IP = c.fam.pubIP
+		}
+	}
+	return n, addr, nil
+}
+
+// fromHairpin reports whether ip is the address hairpin deliveries leave from.
+func (c *relayConn) fromHairpin(ip net.IP) bool {
+	a, ok := netip.AddrFromSlice(ip)
+	return ok && a.Unmap() == c.fam.hairpinDst
+}
+
+func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, fmt.Errorf("relay: peer address %T is not UDP", addr)
+	}
+	st := &c.r.s.stats
+	if c.fam.pubIP != nil && ua.IP.Equal(c.fam.pubIP) {
+		dst := c.r.lookup(c.fam, ua.Port)
+		if dst == nil {
+			// The server's own address, but not a live relay port: HTTP, metrics, ssh...
+			// Report success so pion does not log per packet; the drop is counted.
+			st.dropped.Add(1)
+			return len(p), nil
+		}
+		n, err := c.sock.writeTo(p, netip.AddrPortFrom(c.fam.hairpinDst, dst.port))
+		if err == nil {
+			st.pktsToPeer.Add(1)
+			st.bytesToPeer.Add(uint64(n))
+		}
+		return n, err
+	}
+	n, err := c.sock.writeTo(p, ua.AddrPort())
+	if err == nil {
+		st.pktsToPeer.Add(1)
+		st.bytesToPeer.Add(uint64(n))
+	}
+	return n, err
+}
+
+// peerAddrReusable says pion may be handed a reused address for every datagram read from a
+// relay socket: pion/turn v5.1.1's allocation loop (packetConnHandler) only compares it
+// with its channels and permissions, copies it into a Data indication and formats it in
+// log calls, all before its next read; it never keeps it. Saves an allocation per packet.
+func peerAddrReusable(byte) bool { return true }
+
+func (c *relayConn) Close() error {
+	err := c.sock.close()
+	c.closeOnce.Do(func() {
+		c.fam.ports[c.port-c.r.min].CompareAndSwap(c, nil)
+		c.r.live.Done()
+		if c.readState.CompareAndSwap(readIdle, readDone) {
+			c.r.readers.Done() // no read loop yet; one starting now finds the socket closed
+		}
+	})
+	return err
+}

@@ -1,0 +1,237 @@
+//go:build linux
+
+package relay
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// udpSocket is the data path of one UDP socket (a listening socket or a relay socket):
+// batched reads with recvmmsg and sends with sendto, both as raw system calls.
+//
+// Why raw: a relayed packet costs one sendto and a share of a recvmmsg, and on loopback the
+// sendto alone is most of the server's CPU. Go's syscall.Syscall brackets every call with
+// entersyscall/exitsyscall, which releases the P; the runtime's monitor thread then sees
+// Ps "in a system call" at every tick and, on a busy machine, hands them to other threads
+// (futex wake-ups, thread switches) and keeps polling at its fastest rate. These sockets
+// are non-blocking, so neither call ever blocks: holding the P for the few microseconds
+// they take is what a C server does. A read that finds nothing still parks the goroutine
+// in the netpoller (RawConn.Read), and a send that finds the buffer full (EAGAIN) falls
+// back to net.UDPConn, which waits for room.
+//
+// Reads: one goroutine only (pion's read loop for the socket), up to len(hdrs) datagrams
+// per call handed out one at a time; the first lands straight in the caller's buffer.
+// Sends: any goroutine; mu keeps Close from closing the descriptor (which the kernel could
+// then hand to another socket) under a send.
+type udpSocket struct {
+	conn  *net.UDPConn
+	rc    syscall.RawConn
+	fd    uintptr // the socket's descriptor, valid until close
+	inet6 bool    // AF_INET6 socket (dual-stack or IPv6); else AF_INET
+
+	mu     sync.RWMutex
+	closed bool // guarded by mu
+
+	// Owned by the reading goroutine.
+	hdrs   []mmsghdr
+	iovs   []unix.Iovec
+	names  []unix.RawSockaddrInet6 // large enough for sockaddr_in too
+	bufs   [][]byte                // spare buffers for datagrams 1..n-1
+	addrs  []udpAddrBox            // per-slot addresses, for reuseAddr
+	n      int                     // datagrams in the current batch
+	next   int                     // next one to hand out
+	errno  syscall.Errno           // result of the last recvmmsg
+	recvFn func(fd uintptr) bool   // s.recv, bound once so reads do not allocate
+}
+
+// mmsghdr is struct mmsghdr from <sys/socket.h>; Go pads it like C does.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// newUDPSocket prepares c for batches of size datagrams of up to bufLen bytes.
+func newUDPSocket(c *net.UDPConn, size, bufLen int) (*udpSocket, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s := &udpSocket{conn: c, rc: rc}
+	var domain int
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		s.fd = fd
+		domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+	})
+	if err = errors.Join(err, serr); err != nil {
+		return nil, err
+	}
+	s.inet6 = domain == unix.AF_INET6
+	s.hdrs = make([]mmsghdr, size)
+	s.iovs = make([]unix.Iovec, size)
+	s.names = make([]unix.RawSockaddrInet6, size)
+	s.bufs = make([][]byte, size)
+	s.addrs = make([]udpAddrBox, size)
+	for i := range size {
+		if i > 0 {
+			s.bufs[i] = make([]byte, bufLen)
+			s.iovs[i].Base = &s.bufs[i][0]
+			s.iovs[i].SetLen(bufLen)
+		}
+		s.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+		s.hdrs[i].hdr.Iov = &s.iovs[i]
+		s.hdrs[i].hdr.SetIovlen(1)
+	}
+	s.recvFn = s.recv
+	return s, nil
+}
+
+// recv is one recvmmsg; false asks RawConn.Read to wait for the socket to be readable.
+func (s *udpSocket) recv(fd uintptr) bool {
+	for i := range s.hdrs {
+		s.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		s.hdrs[i].hdr.Flags = 0
+	}
+	r, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])),
+		uintptr(len(s.hdrs)), 0, 0, 0)
+	for e == syscall.EINTR {
+		r, _, e = syscall.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])),
+			uintptr(len(s.hdrs)), 0, 0, 0)
+	}
+	if e == syscall.EAGAIN {
+		return false
+	}
+	s.n, s.errno = int(r), e
+	return true
+}
+
+// readFrom returns the next datagram in p. Truncated datagrams
+// (larger than the buffers) are skipped: pion drops anything that fills its buffer anyway.
+//
+// With reuseAddr the returned address belongs to the socket and is overwritten by a later
+// readFrom: only for callers that do not keep it past their next read.
+func (s *udpSocket) readFrom(p []byte, reuseAddr func(first byte) bool) (int, net.Addr, error) {
+	if len(p) == 0 {
+		return 0, nil, io.ErrShortBuffer
+	}
+	for {
+		for s.next < s.n {
+			i := s.next
+			s.next++
+			h := &s.hdrs[i]
+			m := int(h.n)
+			if h.hdr.Flags&unix.MSG_TRUNC != 0 || m > len(p) {
+				continue
+			}
+			if i > 0 {
+				copy(p, s.bufs[i][:m])
+			}
+			ap, ok := s.sockaddr(i)
+			if !ok {
+				continue
+			}
+			if m > 0 && reuseAddr != nil && reuseAddr(p[0]) {
+				b := &s.addrs[i]
+				b.ip = ap.Addr().As16()
+				b.addr = net.UDPAddr{IP: b.ip[:], Port: int(ap.Port())}
+				return m, &b.addr, nil
+			}
+			return m, newUDPAddr(ap), nil
+		}
+		s.n, s.next = 0, 0
+		s.iovs[0].Base = &p[0]
+		s.iovs[0].SetLen(len(p))
+		err := s.rc.Read(s.recvFn)
+		s.iovs[0].Base = nil
+		if err == nil && s.errno != 0 {
+			s.n, err = 0, os.NewSyscallError("recvmmsg", s.errno)
+		}
+		if err != nil {
+			return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: s.conn.LocalAddr(), Err: err}
+		}
+	}
+}
+
+// sockaddr decodes datagram i's source address. The kernel reports how much of the name
+// it wrote: a shorter name than its family needs (or none) would leave bytes of an earlier
+// datagram's address in place, so such a datagram is skipped rather than attributed to
+// whoever sent that one.
+func (s *udpSocket) sockaddr(i int) (netip.AddrPort, bool) {
+	sa := &s.names[i]
+	namelen := s.hdrs[i].hdr.Namelen
+	switch {
+	case sa.Family == unix.AF_INET && namelen >= unix.SizeofSockaddrInet4:
+	case sa.Family == unix.AF_INET6 && namelen >= unix.SizeofSockaddrInet6:
+	default:
+		return netip.AddrPort{}, false
+	}
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		port := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(port[0])<<8|uint16(port[1])), true
+	case unix.AF_INET6:
+		port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		ip := netip.AddrFrom16(sa.Addr).Unmap()
+		return netip.AddrPortFrom(ip, uint16(port[0])<<8|uint16(port[1])), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// writeTo sends p to ap.
+func (s *udpSocket) writeTo(p []byte, ap netip.AddrPort) (int, error) {
+	ip := ap.Addr()
+	if len(p) == 0 || ip.Zone() != "" || (!s.inet6 && !ip.Unmap().Is4()) {
+		return s.conn.WriteToUDPAddrPort(p, ap) // rare cases: the standard path
+	}
+	var sa4 unix.RawSockaddrInet4
+	var sa6 unix.RawSockaddrInet6
+	var sa unsafe.Pointer
+	var salen uintptr
+	if s.inet6 {
+		sa6.Family = unix.AF_INET6
+		sa6.Addr = ip.As16() // an IPv4 address comes out IPv4-mapped, as a dual-stack socket wants
+		port := (*[2]byte)(unsafe.Pointer(&sa6.Port))
+		port[0], port[1] = byte(ap.Port()>>8), byte(ap.Port())
+		sa, salen = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
+	} else {
+		sa4.Family = unix.AF_INET
+		sa4.Addr = ip.Unmap().As4()
+		port := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+		port[0], port[1] = byte(ap.Port()>>8), byte(ap.Port())
+		sa, salen = unsafe.Pointer(&sa4), unix.SizeofSockaddrInet4
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return 0, &net.OpError{Op: "write", Net: "udp", Source: s.conn.LocalAddr(), Err: net.ErrClosed}
+	}
+	r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, s.fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		0, uintptr(sa), salen)
+	s.mu.RUnlock()
+	switch e {
+	case 0:
+		return int(r), nil
+	case syscall.EAGAIN, syscall.EINTR:
+		return s.conn.WriteToUDPAddrPort(p, ap) // waits for room in the send buffer, retries
+	}
+	return 0, &net.OpError{Op: "write", Net: "udp", Source: s.conn.LocalAddr(),
+		Addr: net.UDPAddrFromAddrPort(ap), Err: os.NewSyscallError("sendto", e)}
+}
+
+// close closes the socket once no raw send is using its descriptor.
+func (s *udpSocket) close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.conn.Close()
+}

@@ -1,0 +1,63 @@
+//go:build linux
+
+package relay
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestUDPSocketSockaddr: a source address is decoded only when the kernel wrote a whole
+// sockaddr of its family; anything shorter, or another family, skips the datagram instead
+// of reading stale bytes.
+func TestUDPSocketSockaddr(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := newUDPSocket(pc.(*net.UDPConn), 2, frameBuf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.close()
+	v4 := netip.MustParseAddrPort("192.0.2.7:4660")
+	v6 := netip.MustParseAddrPort("[2001:db8::7]:4660")
+	tests := []struct {
+		name    string
+		family  uint16
+		addr    netip.AddrPort
+		namelen uint32
+		want    netip.AddrPort // zero: skipped
+	}{
+		{"ipv4", unix.AF_INET, v4, unix.SizeofSockaddrInet4, v4},
+		{"ipv6", unix.AF_INET6, v6, unix.SizeofSockaddrInet6, v6},
+		{"ipv4-mapped in ipv6", unix.AF_INET6, netip.MustParseAddrPort("[::ffff:192.0.2.7]:4660"), unix.SizeofSockaddrInet6, v4},
+		{"no name", unix.AF_INET6, v6, 0, netip.AddrPort{}},
+		{"ipv4 name cut short", unix.AF_INET, v4, 4, netip.AddrPort{}},
+		{"ipv6 family, ipv4 length", unix.AF_INET6, v6, unix.SizeofSockaddrInet4, netip.AddrPort{}},
+		{"unix family", unix.AF_UNIX, v6, unix.SizeofSockaddrInet6, netip.AddrPort{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sa := &sock.names[1]
+			*sa = unix.RawSockaddrInet6{Family: tt.family}
+			port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+			port[0], port[1] = byte(tt.addr.Port()>>8), byte(tt.addr.Port())
+			if tt.family == unix.AF_INET {
+				sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+				sa4.Addr = tt.addr.Addr().As4()
+			} else {
+				sa.Addr = tt.addr.Addr().As16()
+			}
+			sock.hdrs[1].hdr.Namelen = tt.namelen
+			got, ok := sock.sockaddr(1)
+			if ok != tt.want.IsValid() || got != tt.want {
+				t.Errorf("sockaddr = %v, %v; want %v, %v", got, ok, tt.want, tt.want.IsValid())
+			}
+		})
+	}
+}

@@ -1,0 +1,196 @@
+package relay
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/turn/v5"
+)
+
+// TURN over TCP and TLS. pion's listener loop wraps each accepted net.Conn in its own
+// STUN framer and reads whole frames from it. To put the filter in front, the conn pion
+// gets is a tcpConn whose Read returns exactly one filtered frame, taken from a second
+// STUN framer (turn.NewSTUNConn) over the real connection. pion's framer, seeing one whole
+// frame per Read, passes it through unchanged.
+
+// tcpWriteTimeout bounds every write to a TCP/TLS client: one that cannot take a write for
+// 10 s is gone or hostile, and a stuck write would block pion's loop for that connection.
+const tcpWriteTimeout = 10 * time.Second
+
+// frameBuf is pion's inbound MTU (1600): larger frames are dropped by pion anyway.
+const frameBuf = 1600
+
+// connListener wraps a TCP or TLS listener: it caps concurrent connections, wraps each in
+// a tcpConn, tracks them so Close can end them, and survives temporary accept errors
+// (pion's loop would otherwise stop accepting for good).
+type connListener struct {
+	net.Listener
+	s      *Server
+	tlsCfg *tls.Config
+
+	mu     sync.Mutex
+	conns  map[*tcpConn]struct{} // guarded by mu
+	closed bool                  // guarded by mu
+	done   chan struct{}
+	once   sync.Once
+}
+
+func newConnListener(s *Server, ln net.Listener, tlsCfg *tls.Config) *connListener {
+	return &connListener{Listener: ln, s: s, tlsCfg: tlsCfg, conns: map[*tcpConn]struct{}{}, done: make(chan struct{})}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		raw, err := l.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				l.once.Do(l.s.loops.Done)
+				return nil, err
+			}
+			// EMFILE and friends: wait and retry, as net/http does (5 ms doubling to 1 s).
+			l.s.log.Warn("relay accept failed", "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-l.done:
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if l.s.tcpConns.Add(1) > int64(l.s.cfg.MaxTCPConns) {
+			l.s.tcpConns.Add(-1)
+			l.s.stats.tcpRefused.Add(1)
+			_ = raw.Close()
+			continue
+		}
+		var nc net.Conn = raw
+		if l.tlsCfg != nil {
+			nc = tls.Server(raw, l.tlsCfg)
+		}
+		c := &tcpConn{Conn: nc, l: l}
+		// The TLS handshake (lazy, on first Read) and the first authenticated request must
+		// both fit in TCPAuthTimeout.
+		_ = nc.SetReadDeadline(time.Now().Add(l.s.cfg.TCPAuthTimeout))
+		// Cannot fail: only UDP sockets need setting up.
+		c.filter, _ = newFilterConn(l.s, turn.NewSTUNConn(&deadlineWriter{Conn: nc}), c)
+		c.buf = make([]byte, frameBuf)
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			l.s.tcpConns.Add(-1)
+			_ = nc.Close()
+			return nil, net.ErrClosed
+		}
+		l.conns[c] = struct{}{}
+		l.s.loops.Add(1) // pion's per-connection goroutine; Done when it closes the conn
+		l.mu.Unlock()
+		return c, nil
+	}
+}
+
+// Close stops accepting and closes every open connection, ending pion's loops for them.
+func (l *connListener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	conns := make([]*tcpConn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	err := l.Listener.Close()
+	for _, c := range conns {
+		_ = c.Conn.Close() // pion's loop sees the error and calls c.Close
+	}
+	return err
+}
+
+// tcpConn is what pion reads one TURN-over-TCP/TLS client from.
+type tcpConn struct {
+	net.Conn // the TCP or TLS connection
+	l        *connListener
+	filter   *filterConn
+	buf      []byte // owned by pion's read goroutine
+
+	authed     atomic.Bool
+	lastReadDL atomic.Int64 // unix nanos when the idle deadline was last moved
+	closeOnce  sync.Once
+}
+
+// Read returns exactly one filtered frame.
+func (c *tcpConn) Read(b []byte) (int, error) {
+	if c.authed.Load() {
+		c.refreshReadDeadline()
+	}
+	n, _, err := c.filter.ReadFrom(c.buf)
+	if err != nil {
+		return 0, err
+	}
+	if n > len(b) {
+		return 0, errors.New("relay: frame larger than read buffer")
+	}
+	return copy(b, c.buf[:n]), nil
+}
+
+// Write is pion writing a response or relayed data: the filter may rewrite challenges.
+func (c *tcpConn) Write(b []byte) (int, error) {
+	return c.filter.WriteTo(b, c.Conn.RemoteAddr())
+}
+
+// authenticated switches from the short pre-auth deadline to the idle deadline.
+func (c *tcpConn) authenticated() {
+	if !c.authed.Swap(true) {
+		c.refreshReadDeadline()
+	}
+}
+
+// refreshReadDeadline moves the idle deadline forward at most every eighth of it, so the
+// per-frame cost is a clock read, not a timer update.
+func (c *tcpConn) refreshReadDeadline() {
+	idle := c.l.s.cfg.TCPIdleTimeout
+	now := time.Now()
+	if now.UnixNano()-c.lastReadDL.Load() < int64(idle/8) {
+		return
+	}
+	c.lastReadDL.Store(now.UnixNano())
+	_ = c.Conn.SetReadDeadline(now.Add(idle))
+}
+
+// deadlineWriter keeps a write deadline at least tcpWriteTimeout/2 ahead of every write
+// (moved at most every half timeout, so the per-frame cost is a clock read). Every write to
+// a TCP/TLS client goes through it.
+type deadlineWriter struct {
+	net.Conn
+	last atomic.Int64 // unix nanos when the deadline was last moved
+}
+
+func (w *deadlineWriter) Write(b []byte) (int, error) {
+	now := time.Now()
+	if now.UnixNano()-w.last.Load() >= int64(tcpWriteTimeout/2) {
+		w.last.Store(now.UnixNano())
+		_ = w.Conn.SetWriteDeadline(now.Add(tcpWriteTimeout))
+	}
+	return w.Conn.Write(b)
+}
+
+// Close is called by pion when its loop for this connection ends.
+func (c *tcpConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+		c.l.s.tcpConns.Add(-1)
+		c.l.s.loops.Done()
+	})
+	return err
+}
