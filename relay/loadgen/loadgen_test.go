@@ -1,0 +1,227 @@
+package loadgen
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+	"go.uber.org/goleak"
+)
+
+const testSecret = "loadgen-test-secret"
+
+// startPion starts an in-process pion TURN server on 127.0.0.1:0 that
+// accepts REST credentials for testSecret, and returns its address.
+func startPion(tb testing.TB) string {
+	tb.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm:         "loadgen",
+		AuthHandler:   turn.LongTermTURNRESTAuthHandler(testSecret, quietLoggers().NewLogger("auth")),
+		LoggerFactory: quietLoggers(),
+		PacketConnConfigs: []turn.PacketConnConfig{{
+			PacketConn: conn,
+			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
+				RelayAddress: net.IPv4(127, 0, 0, 1),
+				Address:      "127.0.0.1",
+			},
+		}},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = srv.Close() })
+	return conn.LocalAddr().String()
+}
+
+func TestRun(t *testing.T) {
+	// Registered first so it runs last, after the server's cleanup: every
+	// goroutine Run started must be gone by then.
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	addr := startPion(t)
+	tests := []struct {
+		name string
+		cfg  Config
+		// wantEcho: packets must also be relayed peer→client.
+		wantEcho bool
+	}{
+		{"closed loop echo", Config{Allocations: 3, Window: 8}, true},
+		{"paced echo", Config{Allocations: 2, Rate: 2000}, true},
+		{"paced sink", Config{Allocations: 2, Rate: 2000, SinkOnly: true}, false},
+		{"count bound", Config{Allocations: 2, Window: 4, MaxPackets: 100, Duration: 10 * time.Second}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Server, cfg.Secret, cfg.ServerPID = addr, testSecret, os.Getpid()
+			if cfg.Duration == 0 {
+				cfg.Duration = 300 * time.Millisecond
+			}
+			cfg.Warmup = 100 * time.Millisecond
+			start := time.Now()
+			res, err := Run(t.Context(), cfg)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			t.Logf("%+v pps=%.0f loss=%.3f", res, res.PPS(), res.Loss())
+			if res.Sent == 0 || res.PeerReceived == 0 {
+				t.Fatalf("Run relayed nothing to peers: sent %d, peer received %d", res.Sent, res.PeerReceived)
+			}
+			if res.PeerReceived > res.Sent {
+				t.Errorf("peers received %d > sent %d", res.PeerReceived, res.Sent)
+			}
+			if tt.wantEcho {
+				if res.Received == 0 || res.Received > res.Echoed {
+					t.Errorf("clients received %d of %d echoed", res.Received, res.Echoed)
+				}
+			} else if res.Echoed != 0 || res.Received != 0 {
+				t.Errorf("sink run echoed %d, received %d, want 0", res.Echoed, res.Received)
+			}
+			if res.Echoed > res.PeerReceived {
+				t.Errorf("peers echoed %d > received %d", res.Echoed, res.PeerReceived)
+			}
+			// Loopback at these rates loses next to nothing; losing half
+			// means the counting is wrong. (Loose, because a CI machine
+			// loaded by other jobs can starve the server for a while.)
+			if res.Loss() > 0.5 {
+				t.Errorf("loss %.3f, want < 0.5", res.Loss())
+			}
+			if res.BindFailures != 0 {
+				t.Errorf("%d ChannelBinds failed; the run should be all ChannelData", res.BindFailures)
+			}
+			if !res.ServerMeasured || res.Elapsed <= 0 {
+				t.Errorf("ServerMeasured %v Elapsed %v", res.ServerMeasured, res.Elapsed)
+			}
+			if cfg.MaxPackets > 0 {
+				if res.Sent > cfg.MaxPackets {
+					t.Errorf("sent %d > MaxPackets %d", res.Sent, cfg.MaxPackets)
+				}
+				if time.Since(start) > 5*time.Second {
+					t.Errorf("count-bounded run took %v", time.Since(start))
+				}
+			}
+			if cfg.Rate > 0 {
+				// Paced: about Rate*Duration packets, never far more. The lower
+				// bound is loose because a loaded CI machine can starve the
+				// sender for a while; it only proves pacing sends at all.
+				want := float64(cfg.Rate) * cfg.Duration.Seconds()
+				if got := float64(res.Sent); got > 1.2*want || got < 0.3*want {
+					t.Errorf("paced run sent %d, want about %.0f", res.Sent, want)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no server", Config{Secret: "s"}, "Server is required"},
+		{"no secret", Config{Server: "127.0.0.1:3478"}, "Secret is required"},
+		{"not loopback", Config{Server: "192.0.2.1:3478", Secret: "s"}, "not a loopback"},
+		{"hostname", Config{Server: "localhost:3478", Secret: "s"}, "want ip:port"},
+		{"sink closed loop", Config{Server: "127.0.0.1:3478", Secret: "s", SinkOnly: true}, "needs echo"},
+		{"too many allocations", Config{Server: "127.0.0.1:3478", Secret: "s", Allocations: 5000}, "Allocations"},
+		{"huge payload", Config{Server: "127.0.0.1:3478", Secret: "s", PayloadSize: 9000}, "PayloadSize"},
+		{"peers over allocations", Config{Server: "127.0.0.1:3478", Secret: "s", Allocations: 2, Peers: 3}, "Peers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Run(t.Context(), tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Run(%+v) = %v, want error containing %q", tt.cfg, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunWrongSecret(t *testing.T) {
+	addr := startPion(t)
+	_, err := Run(t.Context(), Config{Server: addr, Secret: "wrong", Allocations: 1, Duration: 100 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "allocat") {
+		t.Fatalf("Run with wrong secret = %v, want an allocation error", err)
+	}
+}
+
+// TestCoturn runs a short load against a real coturn started by StartCoturn.
+func TestCoturn(t *testing.T) {
+	if _, err := exec.LookPath("turnserver"); err != nil {
+		if os.Getenv("SWITCHBOARD_E2E") == "1" {
+			t.Fatalf("coturn's turnserver not on PATH: %v", err)
+		}
+		t.Skipf("coturn's turnserver not on PATH (%v); install coturn to run", err)
+	}
+	p, err := StartCoturn(t.Context(), CoturnConfig{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	res, err := Run(t.Context(), Config{
+		Server: p.Addr, Secret: testSecret, ServerPID: p.PID(),
+		Allocations: 2, Rate: 4000, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("Run against coturn: %v\ncoturn output: %s", err, p.Output())
+	}
+	t.Logf("%+v pps=%.0f server µs/pkt=%.2f", res, res.PPS(), res.ServerCPUPerPacket())
+	if res.Received == 0 || res.PeerReceived == 0 || res.Received > res.Echoed || res.Loss() > 0.5 {
+		t.Errorf("coturn run: sent %d peer received %d echoed %d received %d", res.Sent, res.PeerReceived, res.Echoed, res.Received)
+	}
+}
+
+func BenchmarkRelayPion(b *testing.B) {
+	addr := startPion(b)
+	for b.Loop() {
+		res, err := Run(b.Context(), Config{
+			Server: addr, Secret: testSecret, Duration: time.Second, Warmup: 200 * time.Millisecond,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(res.PPS(), "pkt/s")
+		b.ReportMetric(res.GeneratorCPUPerPacket(), "cpu-µs/pkt")
+		b.ReportMetric(100*res.Loss(), "loss-%")
+	}
+}
+
+func TestStartProcessErrors(t *testing.T) {
+	falsePath, err := exec.LookPath("false")
+	if err != nil {
+		t.Skipf("no false(1) on PATH: %v", err)
+	}
+	tests := []struct {
+		name string
+		cfg  ProcessConfig
+		want string
+	}{
+		{"missing fields", ProcessConfig{Name: "x"}, "needs Name, Path and Addr"},
+		{"not loopback", ProcessConfig{Name: "x", Path: falsePath, Addr: "192.0.2.1:3478"}, "not a loopback"},
+		{"exits at once", ProcessConfig{Name: "x", Path: falsePath, Addr: "127.0.0.1:9"}, "process exited"},
+		{"no such binary", ProcessConfig{Name: "x", Path: "/nonexistent/turnserver", Addr: "127.0.0.1:9"}, "start x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := StartProcess(t.Context(), tt.cfg)
+			if err == nil {
+				_ = p.Stop()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("StartProcess(%+v) = %v, want error containing %q", tt.cfg, err, tt.want)
+			}
+		})
+	}
+}
