@@ -658,6 +658,20 @@ func (h *Hub) writeDirect(l *link, v any, timeout time.Duration) {
 	}
 }
 
+// mintForHello mints the ICE servers a welcome carries. On failure it answers the
+// hello with internal-error and reports false: the socket stays open for another
+// hello, as PROTOCOL.md promises.
+func (h *Hub) mintForHello(l *link, ref json.RawMessage, id string) ([]ICEServer, time.Time, bool) {
+	servers, exp, err := h.cfg.ICE.ICEServers(h.ctx, id)
+	if err != nil {
+		h.log.Error("mint ice servers", "peer", id, "err", err)
+		h.reply(l, ref, errf(codeInternal, "cannot issue ICE servers, retry later"))
+		return nil, time.Time{}, false
+	}
+	h.st.credentialsIssued.Add(1)
+	return servers, exp, true
+}
+
 // reply answers a client request with an error: sequenced for a session,
 // direct before hello. It is the one place mapping errors to the wire.
 func (h *Hub) reply(l *link, ref json.RawMessage, we *wireError) {
@@ -987,13 +1001,10 @@ func (h *Hub) hello(l *link, m *inMsg) bool {
 
 	s := h.newSession(l, m.Name, room, cl)
 	jb := peerJoined(s)
-	servers, exp, err := h.cfg.ICE.ICEServers(h.ctx, s.id)
-	if err != nil {
-		h.log.Error("mint ice servers", "peer", s.id, "err", err)
-		h.reply(l, m.Ref, errf(codeInternal, "cannot issue ICE servers, retry later"))
+	servers, exp, ok := h.mintForHello(l, m.Ref, s.id)
+	if !ok {
 		return true
 	}
-	h.st.credentialsIssued.Add(1)
 	now := time.Now()
 
 	if we := h.startSession(l, s, m, jb, servers, now, exp); we != nil {
@@ -1046,13 +1057,10 @@ func (h *Hub) resume(l *link, m *inMsg, cl *claims) bool {
 		defer h.mu.Unlock()
 		return fail("resume unknown or expired")
 	}
-	servers, exp, err := h.cfg.ICE.ICEServers(h.ctx, s.id)
-	if err != nil {
-		h.log.Error("mint ice servers", "peer", s.id, "err", err)
-		h.reply(l, m.Ref, errf(codeInternal, "cannot issue ICE servers, retry later"))
+	servers, exp, ok := h.mintForHello(l, m.Ref, s.id)
+	if !ok {
 		return true
 	}
-	h.st.credentialsIssued.Add(1)
 	now := time.Now()
 
 	s.handling.Lock() // wait for a message still being handled on the old link
