@@ -141,10 +141,12 @@ type Config struct {
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 
-	// Tick is the resolution of the shared timer that drives pings, pong/hello
-	// deadlines, grace expiry, ring timeouts and credential refresh. Default:
-	// the smallest of those durations / 10, clamped to [5ms, 1s]. One ticker for the
-	// whole hub instead of a timer per session keeps idle sessions cheap.
+	// Tick is the resolution of the shared timer that drives hello deadlines,
+	// grace expiry and ring timeouts. Default: the smallest of the durations
+	// involved / 10, clamped to [5ms, 1s]. One ticker for the whole hub instead of
+	// a timer per session keeps idle sessions cheap. Pings, pong and write
+	// deadlines and credential refresh ride the same ticker at min(Tick, 20ms),
+	// a slice of the sessions each time, so that keepalive never comes in bursts.
 	Tick time.Duration
 }
 

@@ -210,10 +210,12 @@ func TestScanShare(t *testing.T) {
 		ping, write, tick time.Duration
 		n, want           int
 	}{
-		{ping: 20 * time.Second, write: 10 * time.Second, tick: time.Second, n: 10000, want: 5000}, // every 2.5 s
+		// Every 2.5 s in 20 ms scan ticks (not in 1 s Ticks: 5,000 pings at once).
+		{ping: 20 * time.Second, write: 10 * time.Second, tick: time.Second, n: 10000, want: 80},
 		{ping: 20 * time.Second, write: 10 * time.Second, tick: time.Second, n: 0, want: 0},
 		{ping: 40 * time.Millisecond, write: 10 * time.Second, tick: 5 * time.Millisecond, n: 7, want: 4}, // every 10 ms = 2 ticks
-		{ping: 20 * time.Second, write: 40 * time.Second, tick: 500 * time.Millisecond, n: 100, want: 10},
+		{ping: 20 * time.Second, write: 40 * time.Second, tick: 500 * time.Millisecond, n: 100, want: 1},
+		{ping: 5 * time.Second, write: 10 * time.Second, tick: 500 * time.Millisecond, n: 10000, want: 162}, // 62 scan ticks a period
 	}
 	for _, tt := range tests {
 		h, err := New(Config{ICE: &fakeICE{}, PingInterval: tt.ping, WriteTimeout: tt.write, Tick: tt.tick})

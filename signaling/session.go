@@ -15,13 +15,12 @@ import (
 // outlives its links (resume). Kept small: a hub holds tens of thousands of them.
 type session struct {
 	// Static after newSession.
-	h         *Hub
-	id        string
-	resume    string
-	name      string
-	sub       string     // JWT subject ("" in open mode)
-	roomClaim string     // JWT room claim ("" = any room)
-	net       netip.Addr // netKey of the client IP at hello (for nearby)
+	h      *Hub
+	id     string
+	resume string
+	name   string
+	grant  *grant     // from the hello's token; nil in open mode
+	net    netip.Addr // netKey of the client IP at hello (for nearby)
 
 	// handling is held while one client message of this session is processed and
 	// while a resume swaps the link: see Hub.handle. Taken before Hub.mu.
@@ -32,15 +31,15 @@ type session struct {
 
 	// guarded by Hub.mu
 	call       *call
-	graceUntil time.Time // set while detached
-	refreshAt  time.Time // when to push fresh ICE servers; zero: never
+	graceUntil int64 // Hub.mono; set while detached
+	refreshAt  int64 // Hub.mono: when to push fresh ICE servers; 0: never
 	refreshing bool
 
 	// guarded by mu; link is written with Hub.mu held as well, so holding
 	// either one is enough to read it.
 	mu        sync.Mutex
 	inSeq     uint64        // last processed client seq
-	limiter   *rate.Limiter // Allow never waits
+	limiter   *rate.Limiter // nil until the first message after hello (see allowLocked)
 	link      *link         // nil while in resume grace
 	gone      bool
 	seq       uint64   // last seq assigned
@@ -49,6 +48,40 @@ type session struct {
 	forgotten uint64   // last seq dropped from the window unconfirmed
 	queue     []queued // unconfirmed messages, by seq, contiguous
 	qbytes    int      // sum of cost() over queue (Config.ReplayBytes)
+}
+
+// grant is what a session keeps of its JWT. It sits behind a pointer so that
+// sessions in open mode (no token) do not carry two empty strings each.
+type grant struct {
+	sub  string // JWT subject
+	room string // JWT room claim ("" = any room)
+}
+
+// subject is the JWT subject of s, "" in open mode.
+func (s *session) subject() string {
+	if s.grant == nil {
+		return ""
+	}
+	return s.grant.sub
+}
+
+// roomClaim is the JWT room claim of s, "" (any room) in open mode.
+func (s *session) roomClaim() string {
+	if s.grant == nil {
+		return ""
+	}
+	return s.grant.room
+}
+
+// allowLocked spends one token of the session's message rate limit (s.mu held).
+// The limiter is made on first use: most sessions sit idle after their hello,
+// and a fresh limiter starts with a full burst either way, so creating it late
+// changes nothing a client can see.
+func (s *session) allowLocked() bool {
+	if s.limiter == nil {
+		s.limiter = rate.NewLimiter(rate.Limit(s.h.cfg.MessageRate), s.h.cfg.MessageBurst)
+	}
+	return s.limiter.Allow()
 }
 
 type queued struct {
@@ -78,9 +111,8 @@ func (h *Hub) newSession(l *link, name, room string, cl *claims) *session {
 		room:   room,
 	}
 	if cl != nil {
-		s.sub, s.roomClaim = cl.Subject, cl.Room
+		s.grant = &grant{sub: cl.Subject, room: cl.Room}
 	}
-	s.limiter = rate.NewLimiter(rate.Limit(h.cfg.MessageRate), h.cfg.MessageBurst)
 	return s
 }
 
