@@ -110,6 +110,7 @@ type Runner struct {
 	mu       sync.Mutex
 	sessions []*session // guarded by mu; index = session number, nil until connected
 	hbOnce   sync.Once
+	wdOnce   sync.Once
 	hbEvery  atomic.Int64 // heartbeat period in ns, learned from the first welcome
 
 	run       atomic.Uint32             // current relay run; 0 = none
@@ -278,6 +279,7 @@ launch:
 			}
 			r.sessions[i] = s
 			r.wg.Go(s.readLoop)
+			r.wdOnce.Do(func() { r.wg.Go(r.watchdog) })
 		})
 	}
 	wg.Wait()
@@ -391,10 +393,6 @@ func (r *Runner) Relay(ctx context.Context, rate float64, d time.Duration) (Rela
 	// The schedule ends at d; sends may run late by up to one write
 	// timeout, then the rest is abandoned, so Relay always ends.
 	stopAt := start.Add(d + r.cfg.WriteTimeout)
-	// One deadline bounds every write of the run: a write started just
-	// before stopAt still gets a whole WriteTimeout.
-	wctx, wcancel := context.WithDeadline(ctx, stopAt.Add(r.cfg.WriteTimeout))
-	defer wcancel()
 	for w := range relayWorkers {
 		// Worker w sends messages w, w+W, w+2W, ... of the global schedule,
 		// so together the workers interleave evenly across senders.
@@ -441,7 +439,7 @@ func (r *Runner) Relay(ctx context.Context, rate float64, d time.Duration) (Rela
 				now := time.Now()
 				lag.record(now.Sub(due))
 				buf = r.appendSignal(buf[:0], s, peer, run, uint64(w)+k*relayWorkers, int64(now.Sub(r.epoch)))
-				if err := s.writeCtx(wctx, buf); err != nil {
+				if err := s.write(buf); err != nil {
 					writeErr.Add(1)
 					r.log.Debug("signal write failed", "peer", s.idx, "err", err)
 					continue
@@ -537,6 +535,33 @@ func (r *Runner) heartbeatLoop() {
 				s.heartbeat()
 			}
 		}
+	}
+}
+
+// watchdog cuts every link whose write has been under way for more than
+// WriteTimeout: the write fails, the reader ends, the session counts as
+// dropped. A wedged server thus ends a run instead of hanging it.
+func (r *Runner) watchdog() {
+	t := time.NewTicker(max(r.cfg.WriteTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+		limit := int64(time.Since(r.epoch) - r.cfg.WriteTimeout)
+		r.mu.Lock()
+		for _, s := range r.sessions {
+			if s == nil {
+				continue
+			}
+			if ws := s.writeSince.Load(); ws != 0 && ws < limit {
+				r.log.Debug("write stuck, cutting the link", "peer", s.idx)
+				s.conn.CloseNow() // returns at once: the close handshake is skipped
+			}
+		}
+		r.mu.Unlock()
 	}
 }
 

@@ -22,7 +22,9 @@ import (
 // sessions: Switchboard's hello/welcome/signal/ping with seq numbering, and
 // PeerJS's OPEN/CANDIDATE/HEARTBEAT. refuse makes every hello fail.
 type fakeServer struct {
-	refuse string // error code answered to hello; empty: accept
+	refuse string        // error code answered to hello; empty: accept
+	stall  bool          // after the welcome, never read again (a wedged server)
+	stop   chan struct{} // closed at cleanup: ends stalled handlers
 
 	mu    sync.Mutex
 	conns map[string]*websocket.Conn // guarded by mu
@@ -37,11 +39,17 @@ type fakeServer struct {
 
 func startFake(t testing.TB, refuse string) (*fakeServer, *httptest.Server) {
 	t.Helper()
-	f := &fakeServer{refuse: refuse, conns: map[string]*websocket.Conn{}, seqs: map[string]*atomic.Uint64{}}
+	return startFakeServer(t, &fakeServer{refuse: refuse})
+}
+
+func startFakeServer(t testing.TB, f *fakeServer) (*fakeServer, *httptest.Server) {
+	t.Helper()
+	f.conns, f.seqs, f.stop = map[string]*websocket.Conn{}, map[string]*atomic.Uint64{}, make(chan struct{})
 	srv := httptest.NewServer(f)
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
+		close(f.stop) // a hijacked connection's request context is never done
 		f.wg.Wait()
 	})
 	return f, srv
@@ -94,6 +102,10 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			id = "p" + strconv.FormatInt(f.nextID.Add(1), 10)
 			f.register(id, c)
 			c.Write(ctx, websocket.MessageText, []byte(`{"type":"welcome","id":"`+id+`","heartbeat":{"interval":60000,"timeout":60000},"seq":0}`))
+			if f.stall {
+				<-f.stop
+				return
+			}
 		case "ping":
 			f.heartbeats.Add(1)
 			c.Write(ctx, websocket.MessageText, []byte(`{"type":"pong","ack":0}`))
@@ -207,6 +219,40 @@ func TestRelayDelivers(t *testing.T) {
 				t.Errorf("Active after Close = %d, want 0", n)
 			}
 		})
+	}
+}
+
+// TestStuckWriteCut: against a server that stops reading, writes block once
+// the socket buffers are full; the watchdog must cut those links after
+// WriteTimeout so that Relay ends, reporting the damage.
+func TestStuckWriteCut(t *testing.T) {
+	checkLeaks(t)
+	_, srv := startFakeServer(t, &fakeServer{stall: true})
+	r, err := New(Config{
+		URL: wsURL(srv, "/ws"), Sessions: 2, Heartbeat: -1,
+		PayloadSize: 64 << 10, WriteTimeout: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if res, err := r.Connect(t.Context()); err != nil || res.Connected != 2 {
+		t.Fatalf("Connect = %+v, %v; want 2 connected", res, err)
+	}
+	start := time.Now()
+	res, err := r.Relay(t.Context(), 1000, time.Second)
+	if err != nil {
+		t.Fatalf("Relay: %v", err)
+	}
+	// Schedule 1 s + write bound + drain 5 s at worst; a hang would be far longer.
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Relay took %v against a stalled server; want it bounded", took)
+	}
+	if res.Dropped == 0 || res.WriteErrors == 0 {
+		t.Errorf("Relay = dropped %d write errors %d; want the stuck links cut", res.Dropped, res.WriteErrors)
+	}
+	if res.Delivered != 0 || res.Lost != res.Sent {
+		t.Errorf("Relay delivered %d lost %d of %d; want nothing delivered", res.Delivered, res.Lost, res.Sent)
 	}
 }
 
