@@ -76,6 +76,10 @@ type Hub struct {
 	frames sync.Pool
 	// seqBufs pools *[]byte scratch for withSeq, held by a writer while it runs.
 	seqBufs sync.Pool
+	// bodies pools the encoded bodies of relayed signals (Message.pooled): each
+	// lives from its relay until the receiver's ack, and they were most of the
+	// hub's garbage under load, so most of its GC cycles.
+	bodies sync.Pool
 
 	st counters
 
@@ -137,6 +141,7 @@ func New(cfg Config) (*Hub, error) {
 		return in
 	}
 	h.seqBufs.New = func() any { return new([]byte) }
+	h.bodies.New = func() any { return new([]byte) }
 	return h, nil
 }
 
@@ -728,11 +733,11 @@ func (h *Hub) handle(l *link, in *inbound) bool {
 	}
 
 	// Encode outside the lock what can be.
-	var body []byte
+	var msg Message
 	var jb joinedBodies
 	switch m.Type {
 	case "signal":
-		body = signalBody(s.id, m.Data)
+		msg = h.signalMessage(s.id, m)
 	case "join":
 		jb = peerJoined(s)
 	}
@@ -749,11 +754,13 @@ func (h *Hub) handle(l *link, in *inbound) bool {
 	s.mu.Lock()
 	if s.link != l {
 		s.mu.Unlock()
+		h.putBody(msg)
 		return false // replaced by a resume on another connection
 	}
 	if m.Seq != 0 {
 		if m.Seq <= s.inSeq {
 			s.mu.Unlock()
+			h.putBody(msg)
 			return true // duplicate after a resume: processed already
 		}
 		s.inSeq = m.Seq
@@ -771,11 +778,13 @@ func (h *Hub) handle(l *link, in *inbound) bool {
 	s.mu.Unlock()
 
 	if !allowed {
+		h.putBody(msg)
 		h.st.rateLimited.Add(1)
 		h.sendError(s, m.Ref, errf(codeRateLimited, "too many messages, slow down"))
 		return true
 	}
 	if we := m.validate(); we != nil {
+		h.putBody(msg)
 		h.sendError(s, m.Ref, we)
 		return true
 	}
@@ -785,7 +794,8 @@ func (h *Hub) handle(l *link, in *inbound) bool {
 	case "hello":
 		we = errf(codeBadMessage, "hello already done")
 	case "signal":
-		we = h.signal(s, room, m, body)
+		we = h.signal(s, room, m, msg)
+		msg = Message{} // delivered, or given back by signal
 	default:
 		h.mu.Lock()
 		if s.link != l {
@@ -808,10 +818,28 @@ func (h *Hub) handle(l *link, in *inbound) bool {
 	return true
 }
 
-// signal relays a signal from s (in room) without Hub.mu: the router has its own
-// lock and delivery takes only the receivers' locks.
-func (h *Hub) signal(s *session, room string, m *inMsg, body []byte) *wireError {
-	msg := Message{Body: body, From: s.id}
+// signalMessage encodes the signal m from session id. A signal to one peer gets
+// a pooled body, a broadcast (shared by every receiver) its own.
+func (h *Hub) signalMessage(from string, m *inMsg) Message {
+	if m.To == "*" {
+		return Message{Body: appendSignalBody(nil, from, m.Data), From: from}
+	}
+	p := h.bodies.Get().(*[]byte)
+	*p = appendSignalBody((*p)[:0], from, m.Data)
+	return Message{Body: *p, From: from, pooled: p}
+}
+
+// putBody gives m's pooled body back, if it has one; nothing may use m.Body after.
+func (h *Hub) putBody(m Message) {
+	if m.pooled != nil && cap(*m.pooled) <= maxPooledFrame {
+		h.bodies.Put(m.pooled)
+	}
+}
+
+// signal relays msg, the signal m from s (in room), without Hub.mu: the router
+// has its own lock and delivery takes only the receivers' locks. msg is handed
+// on or given back.
+func (h *Hub) signal(s *session, room string, m *inMsg, msg Message) *wireError {
 	if m.To == "*" {
 		for _, id := range h.router.Broadcast(room, s.id, msg) {
 			h.sendError(s, m.Ref, &wireError{code: codeUndeliverable, msg: "recipient cannot take more messages", to: id})
@@ -819,9 +847,14 @@ func (h *Hub) signal(s *session, room string, m *inMsg, body []byte) *wireError 
 		return nil
 	}
 	if r, ok := h.router.RoomOf(m.To); !ok || r != room || m.To == s.id {
+		h.putBody(msg)
 		return &wireError{code: codePeerUnavailable, msg: "peer is not in your room", to: m.To}
 	}
-	switch err := h.router.Send(m.To, msg); {
+	err := h.router.Send(m.To, msg)
+	if err != nil {
+		h.putBody(msg)
+	}
+	switch {
 	case errors.Is(err, ErrNoSession):
 		return &wireError{code: codePeerUnavailable, msg: "peer is gone", to: m.To}
 	case err != nil:

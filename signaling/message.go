@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"unicode"
 	"unicode/utf8"
@@ -301,10 +302,10 @@ type acceptedMsg struct {
 	Ref    json.RawMessage `json:"ref,omitempty"`
 }
 
-// signalBody builds {"type":"signal","from":...,"data":...} without reflection: it
-// is the hot path, and data is already validated, compacted JSON.
-func signalBody(from string, data json.RawMessage) []byte {
-	b := make([]byte, 0, len(`{"type":"signal","from":"","data":}`)+len(from)+len(data))
+// appendSignalBody appends {"type":"signal","from":...,"data":...} to b without
+// reflection: it is the hot path, and data is already validated, compacted JSON.
+func appendSignalBody(b []byte, from string, data json.RawMessage) []byte {
+	b = slices.Grow(b, len(`{"type":"signal","from":"","data":}`)+len(from)+len(data))
 	b = append(b, `{"type":"signal","from":`...)
 	b = strconv.AppendQuote(b, from) // ids are base64url: quoting is plain JSON
 	b = append(b, `,"data":`...)

@@ -66,7 +66,7 @@ func TestDecodeMessage(t *testing.T) {
 }
 
 func TestSignalBodyAndSeq(t *testing.T) {
-	body := signalBody("id-1", json.RawMessage(`{"sdp":"v=0\r\n<x>"}`))
+	body := appendSignalBody([]byte("stale")[:0], "id-1", json.RawMessage(`{"sdp":"v=0\r\n<x>"}`))
 	framed := withSeq(nil, 42, body)
 	var got struct {
 		Seq  uint64          `json:"seq"`
@@ -75,7 +75,7 @@ func TestSignalBodyAndSeq(t *testing.T) {
 		Data json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(framed, &got); err != nil {
-		t.Fatalf("withSeq(signalBody) = %s: %v", framed, err)
+		t.Fatalf("withSeq(appendSignalBody) = %s: %v", framed, err)
 	}
 	if got.Seq != 42 || got.Type != "signal" || got.From != "id-1" || string(got.Data) != `{"sdp":"v=0\r\n<x>"}` {
 		t.Fatalf("decoded %+v from %s", got, framed)
@@ -123,7 +123,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("encoding not stable: %q then %q", enc, enc2)
 		}
 		if len(m.Data) > 0 {
-			framed := withSeq(nil, 1, signalBody("from", m.Data))
+			framed := withSeq(nil, 1, appendSignalBody(nil, "from", m.Data))
 			var got struct {
 				Data json.RawMessage `json:"data"`
 			}

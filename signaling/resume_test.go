@@ -337,7 +337,7 @@ func TestReplayBytesBound(t *testing.T) {
 			data := `"` + strings.Repeat("d", tt.dataSize) + `"`
 			kept, total := 0, 0
 			for range tt.n {
-				if size := len(signalBody(a.id, json.RawMessage(data))); total+size <= replayBytes {
+				if size := len(appendSignalBody(nil, a.id, json.RawMessage(data))); total+size <= replayBytes {
 					total += size
 					kept++
 				}

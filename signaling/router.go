@@ -34,9 +34,15 @@ type Message struct {
 	Body  []byte
 	Value any
 	From  string
+
+	// pooled is set when Body is *pooled, a buffer of the hub's body pool: the
+	// receiving session gives it back once the client has acknowledged it (or
+	// the caller does, if delivery fails). Only for a message with one receiver.
+	pooled *[]byte
 }
 
-// Endpoint receives messages for one local session. Deliver must not block.
+// Endpoint receives messages for one local session. Deliver must not block. On
+// success the message belongs to the endpoint; on error it stays the caller's.
 type Endpoint interface {
 	Deliver(m Message) error
 }

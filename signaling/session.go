@@ -153,6 +153,7 @@ func (s *session) Deliver(m Message) error {
 		// The oldest was written but never acked: forget it (a resume behind it fails).
 		s.forgotten = s.queue[0].seq
 		s.qbytes -= s.queue[0].msg.cost()
+		s.h.putBody(s.queue[0].msg)
 		s.queue[0] = queued{}
 		s.queue = s.queue[1:]
 	}
@@ -194,6 +195,7 @@ func (s *session) ackLocked(n uint64) {
 	i := 0
 	for i < len(s.queue) && s.queue[i].seq <= n {
 		s.qbytes -= s.queue[i].msg.cost()
+		s.h.putBody(s.queue[i].msg) // written (n <= sent), so no writer reads it any more
 		s.queue[i] = queued{}
 		i++
 	}
@@ -219,8 +221,11 @@ func (s *session) startWriterLocked() {
 	s.h.run(func() { s.writeLoop(l) })
 }
 
-// next picks what the writer sends next on l: welcome, pong, then messages in seq order.
-func (s *session) next(l *link) (v any, body []byte, seq uint64, ok bool) {
+// next picks what the writer sends next on l: welcome, pong, then messages in seq
+// order. A queued body is framed into *buf here, under s.mu: once the lock is
+// released an ack may give a pooled body back (see Message.pooled). A Value comes
+// back unencoded (out nil), to be marshaled outside the lock.
+func (s *session) next(l *link, buf *[]byte) (v any, out []byte, seq uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.link != l {
@@ -238,7 +243,11 @@ func (s *session) next(l *link) (v any, body []byte, seq uint64, ok bool) {
 	if len(s.queue) > 0 {
 		if i := s.sent + 1 - s.queue[0].seq; s.sent+1 >= s.queue[0].seq && i < uint64(len(s.queue)) {
 			q := s.queue[i]
-			return q.msg.Value, q.msg.Body, q.seq, true
+			if q.msg.Body == nil {
+				return q.msg.Value, nil, q.seq, true
+			}
+			*buf = withSeq((*buf)[:0], q.seq, q.msg.Body)
+			return nil, *buf, q.seq, true
 		}
 	}
 	l.writing = false
@@ -252,31 +261,28 @@ func (s *session) writeLoop(l *link) {
 	h := s.h
 	// buf frames sequenced messages; pooled because a writer lives for one burst
 	// (an idle session has none), so its own buffer would be garbage every time.
-	var buf *[]byte
+	buf := h.seqBufs.Get().(*[]byte)
 	defer func() {
-		if buf != nil && cap(*buf) <= maxPooledFrame {
+		if cap(*buf) <= maxPooledFrame {
 			h.seqBufs.Put(buf)
 		}
 	}()
 	for {
-		v, body, seq, ok := s.next(l)
+		v, out, seq, ok := s.next(l, buf)
 		if !ok {
 			return
 		}
-		if body == nil {
-			var err error
-			if body, err = json.Marshal(v); err != nil {
+		if out == nil {
+			body, err := json.Marshal(v)
+			if err != nil {
 				h.log.Error("encode", "peer", s.id, "err", err)
 				body = []byte(`{"type":"error","code":"internal-error","message":"unencodable message"}`)
 			}
-		}
-		out := body
-		if seq != 0 {
-			if buf == nil {
-				buf = h.seqBufs.Get().(*[]byte)
+			out = body
+			if seq != 0 {
+				*buf = withSeq((*buf)[:0], seq, body)
+				out = *buf
 			}
-			*buf = withSeq((*buf)[:0], seq, body)
-			out = *buf
 		}
 		// No context deadline: coder/websocket keeps a write's context until the
 		// next write, which would pin a timer and a context to every idle session.

@@ -61,7 +61,7 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 		runs         = fs.Int("runs", 1, "relay runs over the same sessions (stability)")
 		connectRate  = fs.Float64("connect-rate", 1000, "new sessions per second")
 		connectTime  = fs.Duration("connect-timeout", 90*time.Second, "bound on the connect phase")
-		settle       = fs.Duration("settle", 12*time.Second, "idle time after connecting before RSS is read; keep it above 2 ping intervals and the PeerJS heartbeat (5s)")
+		settle       = fs.Duration("settle", 50*time.Second, "idle time after connecting; RSS is the peak of its second half, read every second: keep it several ping intervals long (the idle heap takes ~45 s to reach its steady state at 10,000 sessions)")
 		pingInterval = fs.Duration("ping-interval", 5*time.Second, "SWITCHBOARD_PING_INTERVAL for the server this command starts: short, so keepalive runs during --settle; 5s also makes the welcome ask clients for the same heartbeat as PeerJS's client (5s)")
 		clientHB     = fs.Duration("client-heartbeat", 0, "client application heartbeat; 0: protocol default (Switchboard: welcome's heartbeat.interval; PeerJS: 5s); negative: none")
 		payload      = fs.Int("payload", 200, "padding bytes per signal (200 ≈ one ICE candidate)")
@@ -290,22 +290,19 @@ func sigRun(ctx context.Context, t sigTarget, o sigOptions, w io.Writer) (sigFig
 	}
 	fmt.Fprintf(w, "   client heartbeat: %s\n", hb)
 
-	if err := sigSleep(ctx, o.settle); err != nil {
+	idle, last, err := sigIdleRSS(ctx, t.pid, o.settle)
+	if err != nil {
 		return f, err
 	}
 	if err := t.proc.alive(); err != nil {
-		return f, fmt.Errorf("%s: %w", t.name, err)
-	}
-	idle, err := loadgen.RSS(t.pid)
-	if err != nil {
 		return f, fmt.Errorf("%s: %w", t.name, err)
 	}
 	f.held = r.Active()
 	if f.held > 0 {
 		f.perSession = float64(idle-base) / float64(f.held)
 	}
-	fmt.Fprintf(w, "   idle: %d sessions held after %v settle (dropped %d); RSS %s → %s = %s per idle session",
-		f.held, o.settle, r.Dropped(), sigBytes(float64(base)), sigBytes(float64(idle)), sigBytes(f.perSession))
+	fmt.Fprintf(w, "   idle: %d sessions held after %v settle (dropped %d); RSS %s → %s (peak of the settle's second half; %s at its end) = %s per idle session",
+		f.held, o.settle, r.Dropped(), sigBytes(float64(base)), sigBytes(float64(idle)), sigBytes(float64(last)), sigBytes(f.perSession))
 	if t.name == "switchboard" && o.sessions >= sigTargetSessions {
 		fmt.Fprintf(w, "  [target ≤ %s at %d sessions: %s]", sigBytes(sigTargetIdleBytes), sigTargetSessions,
 			sigVerdict(f.perSession <= sigTargetIdleBytes && f.held >= sigTargetSessions))
@@ -724,6 +721,32 @@ func sigRandomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// sigIdleRSS waits out the settle, reading pid's RSS every second of its second
+// half, and returns the peak of those readings and the last one. Idle RSS is not
+// flat: keepalive garbage grows the heap to the GC's goal, then a cycle frees it
+// and the runtime keeps the pages. One reading early in the settle caught the
+// heap on its way up (12 s read ~10% under the steady state); the peak of the
+// second half of a settle that spans several ping intervals is the steady state.
+func sigIdleRSS(ctx context.Context, pid int, settle time.Duration) (peak, last int64, err error) {
+	deadline := time.Now().Add(settle)
+	if err := sigSleep(ctx, settle/2); err != nil {
+		return 0, 0, err
+	}
+	for {
+		if last, err = loadgen.RSS(pid); err != nil {
+			return 0, 0, err
+		}
+		peak = max(peak, last)
+		left := time.Until(deadline)
+		if left <= 0 {
+			return peak, last, nil
+		}
+		if err := sigSleep(ctx, min(left, time.Second)); err != nil {
+			return 0, 0, err
+		}
+	}
 }
 
 func sigSleep(ctx context.Context, d time.Duration) error {
