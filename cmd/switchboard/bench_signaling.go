@@ -278,7 +278,7 @@ func sigRun(ctx context.Context, t sigTarget, o sigOptions, w io.Writer) (sigFig
 		cres.Connected, o.sessions, cres.Elapsed.Round(time.Millisecond),
 		sigDur(cres.Handshake.P50), sigDur(cres.Handshake.P99), sigDur(cres.Handshake.Max))
 	if len(cres.Errors) > 0 {
-		fmt.Fprintf(w, "; failures: %s", sigCounts(cres.Errors))
+		fmt.Fprintf(w, "; failures: %s", loadgen.FormatCounts(cres.Errors))
 	}
 	fmt.Fprintln(w)
 	if err != nil && cres.Connected == 0 {
@@ -309,7 +309,7 @@ func sigRun(ctx context.Context, t sigTarget, o sigOptions, w io.Writer) (sigFig
 	}
 	fmt.Fprintln(w)
 	if errs := r.ServerErrors(); len(errs) > 0 {
-		fmt.Fprintf(w, "   server errors while idle: %s\n", sigCounts(errs))
+		fmt.Fprintf(w, "   server errors while idle: %s\n", loadgen.FormatCounts(errs))
 	}
 	m0 := sigScrape(ctx, t.metricsURL)
 	if d := sigMetricDiff(nil, m0); d != "" {
@@ -335,7 +335,7 @@ func sigRun(ctx context.Context, t sigTarget, o sigOptions, w io.Writer) (sigFig
 			100*cpu/max(res.Window.Seconds(), 1e-9), 100*selfCPU.Seconds()/max(res.Window.Seconds(), 1e-9))
 		if res.Skipped+res.Abandoned+res.WriteErrors > 0 || res.Dropped > 0 || len(res.ServerErrors) > 0 {
 			fmt.Fprintf(w, "; not sent: %d (peer gone) + %d (schedule overran); write errors %d; sessions dropped %d; server errors %s",
-				res.Skipped, res.Abandoned, res.WriteErrors, res.Dropped, sigCounts(res.ServerErrors))
+				res.Skipped, res.Abandoned, res.WriteErrors, res.Dropped, loadgen.FormatCounts(res.ServerErrors))
 		}
 		if t.name == "switchboard" && o.rate >= sigTargetRate {
 			ok := res.Latency.P99 < sigTargetP99 && res.Rate >= 0.98*sigTargetRate && res.Lost == 0
@@ -664,7 +664,7 @@ func sigMetricDiff(a, b map[string]float64) string {
 	if len(d) == 0 {
 		return ""
 	}
-	return sigCounts(d)
+	return loadgen.FormatCounts(d)
 }
 
 // sigLoadAvg is the 1/5/15-minute load average, "?" if unknown.
@@ -785,22 +785,6 @@ func sigVerdict(ok bool) string {
 		return "met"
 	}
 	return "MISSED"
-}
-
-func sigCounts[V int | uint64](m map[string]V) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
 }
 
 // sigKVList collects repeated KEY=VALUE flags.

@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -296,7 +297,7 @@ launch:
 		r.mu.Unlock()
 	}
 	if res.Connected == 0 {
-		return res, fmt.Errorf("loadgen: no session connected (%s)", summarize(res.Errors))
+		return res, fmt.Errorf("loadgen: no session connected (%s)", FormatCounts(res.Errors))
 	}
 	return res, ctx.Err()
 }
@@ -551,17 +552,20 @@ func (r *Runner) watchdog() {
 		case <-t.C:
 		}
 		limit := int64(time.Since(r.epoch) - r.cfg.WriteTimeout)
+		var stuck []*session
 		r.mu.Lock()
 		for _, s := range r.sessions {
-			if s == nil {
-				continue
-			}
-			if ws := s.writeSince.Load(); ws != 0 && ws < limit {
-				r.log.Debug("write stuck, cutting the link", "peer", s.idx)
-				s.conn.CloseNow() // returns at once: the close handshake is skipped
+			if s != nil {
+				if ws := s.writeSince.Load(); ws != 0 && ws < limit {
+					stuck = append(stuck, s)
+				}
 			}
 		}
 		r.mu.Unlock()
+		for _, s := range stuck { // outside mu: closing is I/O
+			r.log.Debug("write stuck, cutting the link", "peer", s.idx)
+			s.conn.CloseNow()
+		}
 	}
 }
 
@@ -586,12 +590,12 @@ func shortReason(err error) string {
 	return msg
 }
 
-func summarize(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// FormatCounts renders counts by reason as "a ×2, b ×1" in key order, "none" if empty.
+func FormatCounts[V int | uint64](m map[string]V) string {
+	keys := slices.Sorted(maps.Keys(m))
+	if len(keys) == 0 {
+		return "none"
 	}
-	sort.Strings(keys)
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
