@@ -313,3 +313,25 @@ func TestPendingPerIP(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepWithCoarseTick: with a Tick coarser than the 20 ms scan tick, the
+// small sets are still swept: a session past its grace ends (peer-left) and a
+// link that never says hello is cut.
+func TestSweepWithCoarseTick(t *testing.T) {
+	ts := newServer(t, Config{ResumeGrace: 300 * time.Millisecond, HelloTimeout: 300 * time.Millisecond, Tick: 100 * time.Millisecond})
+	a := join(t, ts, "a", "r")
+	b := join(t, ts, "b", "r")
+	a.expect("peer-joined")
+	start := time.Now()
+	b.c.CloseNow()
+	if w := a.expect("peer-left"); w.ID != b.id {
+		t.Fatalf("peer-left = %s, want %s", w.raw, b.id)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond || took > 2*time.Second {
+		t.Errorf("peer-left after %v, want after the 300 ms grace and within a few Ticks", took)
+	}
+	c := dial(t, ts.url, nil) // never says hello
+	if got := c.closed(); got != websocket.StatusPolicyViolation {
+		t.Fatalf("close of a silent link = %v, want 1008 (hello timeout)", got)
+	}
+}
