@@ -42,6 +42,8 @@ type filterConn struct {
 	pendingCode stun.ErrorCode // 0: none; guarded by mu
 
 	doneOnce sync.Once
+
+	fan fanBatch // UDP: the loop's writes to relay sockets, deferred (see sendbatch.go)
 }
 
 func newFilterConn(s *Server, inner net.PacketConn, tcp *tcpConn) (*filterConn, error) {
@@ -53,6 +55,7 @@ func newFilterConn(s *Server, inner net.PacketConn, tcp *tcpConn) (*filterConn, 
 			return nil, err
 		}
 		c.sock = sock
+		sock.flush = func() { c.fan.flush(&s.stats) }
 		c.local = newUDPAddr(u.LocalAddr().(*net.UDPAddr).AddrPort())
 	}
 	return c, nil
@@ -113,6 +116,7 @@ func (c *filterConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			// A ChannelData datagram gets a reused address: pion/turn v5.1.1 only looks its
 			// allocation up with it (handleChannelData) before reading the next datagram.
 			// STUN requests get a fresh one: pion keeps it in the allocations it creates.
+			c.fan.setReadBuf(p)
 			n, addr, err = c.sock.readFrom(p, isChannelData)
 		} else {
 			n, addr, err = c.PacketConn.ReadFrom(p)
@@ -133,6 +137,12 @@ func (c *filterConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			continue
 		}
 		if n, ok := c.admit(p, n, addr); ok {
+			if c.sock != nil && n > 0 && !isChannelData(p[0]) {
+				// pion writes a Send indication's data at once, not deferred (its payload
+				// is a copy, not in our buffer): what waits goes first, so a client that
+				// mixes both keeps its datagrams in order.
+				c.fan.flush(&c.s.stats)
+			}
 			return n, addr, nil
 		}
 	}
@@ -254,6 +264,20 @@ func (c *filterConn) respond(addr net.Addr, v verdict) {
 // WriteTo sends pion's output. Only error responses are decoded (to rewrite challenges);
 // ChannelData and Data indications go straight out.
 func (c *filterConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.sock != nil {
+		// An allocation's loop writing to its client (see sendbatch.go): ChannelData waits
+		// for the loop's next read; anything else it sends (a Data indication) goes after
+		// what waits, so the client sees the peer's datagrams in order.
+		if v, ok := c.s.clients.Load(addr); ok {
+			if b := v.(*relayConn).out.Load(); b != nil && b.sock == c.sock {
+				if len(p) > 0 && isChannelData(p[0]) {
+					b.add(p)
+					return len(p), nil
+				}
+				b.flush()
+			}
+		}
+	}
 	if stun.IsMessage(p) {
 		var t stun.MessageType
 		t.ReadValue(binary.BigEndian.Uint16(p[0:2]))

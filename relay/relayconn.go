@@ -102,6 +102,7 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 		return nil, nil, fmt.Errorf("relay: relay socket: %w", err)
 	}
 	rc := &relayConn{UDPConn: conn, r: r, fam: fam, port: port, sock: sock}
+	sock.flush = rc.flush
 	r.live.Add(1)
 	r.readers.Add(1)
 	fam.ports[port-r.min].Store(rc)
@@ -143,6 +144,13 @@ type relayConn struct {
 	// readers.Done, exactly once.
 	readState atomic.Int32
 	reading   bool // the read goroutine has moved readState to readActive; owned by it
+
+	// out defers the read loop's ChannelData to the client (see sendbatch.go); set once
+	// the allocation is known (Server.onAllocationCreated), for clients on UDP.
+	out atomic.Pointer[outBatch]
+	// Datagrams and bytes read since the last flush, published to the shared counters
+	// once per batch rather than per datagram. Owned by the read goroutine.
+	nFrom, bytesFrom uint64
 }
 
 const (
@@ -164,9 +172,8 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		return n, nil, err
 	}
-	st := &c.r.s.stats
-	st.pktsFrom.Add(1)
-	st.bytesFrom.Add(uint64(n))
+	c.nFrom++
+	c.bytesFrom += uint64(n)
 	// A datagram from one of our own relay sockets arrived over loopback (hairpin): present
 	// it as coming from the public address, which is what the receiving allocation's
 	// permission names. The address is the socket's (peerAddrReusable): ours to change.
@@ -176,6 +183,20 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 	}
 	return n, addr, nil
+}
+
+// flush runs on the read goroutine before each recvmmsg: it publishes the batch's counts
+// and sends what the loop wrote to the client meanwhile.
+func (c *relayConn) flush() {
+	if c.nFrom > 0 {
+		st := &c.r.s.stats
+		st.pktsFrom.Add(c.nFrom)
+		st.bytesFrom.Add(c.bytesFrom)
+		c.nFrom, c.bytesFrom = 0, 0
+	}
+	if b := c.out.Load(); b != nil {
+		b.flush()
+	}
 }
 
 // fromHairpin reports whether ip is the address hairpin deliveries leave from.
@@ -190,22 +211,24 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, fmt.Errorf("relay: peer address %T is not UDP", addr)
 	}
 	st := &c.r.s.stats
+	dst := ua.AddrPort()
 	if c.fam.pubIP != nil && ua.IP.Equal(c.fam.pubIP) {
-		dst := c.r.lookup(c.fam, ua.Port)
-		if dst == nil {
+		to := c.r.lookup(c.fam, ua.Port)
+		if to == nil {
 			// The server's own address, but not a live relay port: HTTP, metrics, ssh...
 			// Report success so pion does not log per packet; the drop is counted.
 			st.dropped.Add(1)
 			return len(p), nil
 		}
-		n, err := c.sock.writeTo(p, netip.AddrPortFrom(c.fam.hairpinDst, dst.port))
-		if err == nil {
-			st.pktsToPeer.Add(1)
-			st.bytesToPeer.Add(uint64(n))
-		}
-		return n, err
+		dst = netip.AddrPortFrom(c.fam.hairpinDst, to.port)
 	}
-	n, err := c.sock.writeTo(p, ua.AddrPort())
+	for _, l := range c.r.s.udp {
+		if l.fan.owns(p) {
+			l.fan.add(c, dst, p) // sent when the listener's loop reads again
+			return len(p), nil
+		}
+	}
+	n, err := c.sock.writeTo(p, dst)
 	if err == nil {
 		st.pktsToPeer.Add(1)
 		st.bytesToPeer.Add(uint64(n))
@@ -223,6 +246,9 @@ func (c *relayConn) Close() error {
 	err := c.sock.close()
 	c.closeOnce.Do(func() {
 		c.fam.ports[c.port-c.r.min].CompareAndSwap(c, nil)
+		if b := c.out.Load(); b != nil {
+			c.r.s.clients.CompareAndDelete(b.key, c)
+		}
 		c.r.live.Done()
 		if c.readState.CompareAndSwap(readIdle, readDone) {
 			c.r.readers.Done() // no read loop yet; one starting now finds the socket closed

@@ -38,11 +38,15 @@ type Server struct {
 	tcpConns atomic.Int64
 
 	// Set by Listen, read-only afterwards.
-	turn   *turn.Server
-	udp    []*filterConn
-	tcpLn  *connListener
-	tlsLns []*connListener
-	relays *relays
+	turn *turn.Server
+	udp  []*filterConn
+	// clients maps the client address pion keeps in each UDP allocation (the very
+	// *net.UDPAddr the Allocate request was read with) to the allocation's relay socket,
+	// whose loop alone writes to it (see sendbatch.go).
+	clients sync.Map
+	tcpLn   *connListener
+	tlsLns  []*connListener
+	relays  *relays
 
 	// loops counts pion's read loops (one per UDP socket, per listener, per TCP conn): each
 	// is Done when our wrapper sees its socket end.
@@ -645,6 +649,38 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, user, _ string, relay
 	s.stats.allocsActive.Add(1)
 	s.stats.allocsCreated.Add(1)
 	s.log.Debug("relay allocation created", "remote", src.String(), "relay", relayAddr.String())
+	s.deferClientWrites(src, dst, relayAddr)
+}
+
+// deferClientWrites lets the allocation's loop batch what it sends to a UDP client (see
+// sendbatch.go). dst is the listening socket's LocalAddr as pion read it: our filterConn's.
+func (s *Server) deferClientWrites(src, dst, relayAddr net.Addr) {
+	ra, ok := relayAddr.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	var l *filterConn
+	for _, c := range s.udp {
+		if c.local == dst {
+			l = c
+		}
+	}
+	if l == nil {
+		return // a TCP client
+	}
+	fam := &s.relays.v4
+	if ra.IP.To4() == nil {
+		fam = &s.relays.v6
+	}
+	rc := s.relays.lookup(fam, ra.Port)
+	if rc == nil {
+		return // the allocation is already gone
+	}
+	rc.out.Store(&outBatch{sock: l.sock, dst: addrPortOf(src), key: src})
+	s.clients.Store(src, rc)
+	if s.relays.lookup(fam, ra.Port) != rc { // closed meanwhile: its Close may have missed the entry
+		s.clients.CompareAndDelete(src, rc)
+	}
 }
 
 func (s *Server) onAllocationDeleted(src, dst net.Addr, _, user, _ string) {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -37,6 +38,7 @@ type udpSocket struct {
 	rc    syscall.RawConn
 	fd    uintptr // the socket's descriptor, valid until close
 	inet6 bool    // AF_INET6 socket (dual-stack or IPv6); else AF_INET
+	gso   bool    // the kernel takes UDP_SEGMENT on this socket (see sendSegments)
 
 	mu     sync.RWMutex
 	closed bool // guarded by mu
@@ -51,6 +53,9 @@ type udpSocket struct {
 	next   int                     // next one to hand out
 	errno  syscall.Errno           // result of the last recvmmsg
 	recvFn func(fd uintptr) bool   // s.recv, bound once so reads do not allocate
+	// flush, when set, runs on the reading goroutine before each recvmmsg: what the owner
+	// deferred while handling the last batch goes out before it takes a new one or waits.
+	flush func()
 }
 
 // mmsghdr is struct mmsghdr from <sys/socket.h>; Go pads it like C does.
@@ -71,6 +76,8 @@ func newUDPSocket(c *net.UDPConn, size, bufLen int) (*udpSocket, error) {
 	err = rc.Control(func(fd uintptr) {
 		s.fd = fd
 		domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		_, gerr := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+		s.gso = gerr == nil
 	})
 	if err = errors.Join(err, serr); err != nil {
 		return nil, err
@@ -148,6 +155,9 @@ func (s *udpSocket) readFrom(p []byte, reuseAddr func(first byte) bool) (int, ne
 			return m, newUDPAddr(ap), nil
 		}
 		s.n, s.next = 0, 0
+		if s.flush != nil {
+			s.flush()
+		}
 		s.iovs[0].Base = &p[0]
 		s.iovs[0].SetLen(len(p))
 		err := s.rc.Read(s.recvFn)
@@ -187,28 +197,39 @@ func (s *udpSocket) sockaddr(i int) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
+// rawSockaddr is room for either family's socket address, on the caller's stack.
+type rawSockaddr struct {
+	sa4 unix.RawSockaddrInet4
+	sa6 unix.RawSockaddrInet6
+}
+
+// sockaddr encodes ap for this socket in rsa; false for the cases left to the standard
+// library (a zone, or an IPv6 address on an IPv4 socket).
+func (s *udpSocket) fillSockaddr(ap netip.AddrPort, rsa *rawSockaddr) (unsafe.Pointer, uint32, bool) {
+	ip := ap.Addr()
+	if ip.Zone() != "" || (!s.inet6 && !ip.Unmap().Is4()) {
+		return nil, 0, false
+	}
+	if s.inet6 {
+		rsa.sa6.Family = unix.AF_INET6
+		rsa.sa6.Addr = ip.As16() // an IPv4 address comes out IPv4-mapped, as a dual-stack socket wants
+		port := (*[2]byte)(unsafe.Pointer(&rsa.sa6.Port))
+		port[0], port[1] = byte(ap.Port()>>8), byte(ap.Port())
+		return unsafe.Pointer(&rsa.sa6), unix.SizeofSockaddrInet6, true
+	}
+	rsa.sa4.Family = unix.AF_INET
+	rsa.sa4.Addr = ip.Unmap().As4()
+	port := (*[2]byte)(unsafe.Pointer(&rsa.sa4.Port))
+	port[0], port[1] = byte(ap.Port()>>8), byte(ap.Port())
+	return unsafe.Pointer(&rsa.sa4), unix.SizeofSockaddrInet4, true
+}
+
 // writeTo sends p to ap.
 func (s *udpSocket) writeTo(p []byte, ap netip.AddrPort) (int, error) {
-	ip := ap.Addr()
-	if len(p) == 0 || ip.Zone() != "" || (!s.inet6 && !ip.Unmap().Is4()) {
+	var rsa rawSockaddr
+	sa, salen, ok := s.fillSockaddr(ap, &rsa)
+	if len(p) == 0 || !ok {
 		return s.conn.WriteToUDPAddrPort(p, ap) // rare cases: the standard path
-	}
-	var sa4 unix.RawSockaddrInet4
-	var sa6 unix.RawSockaddrInet6
-	var sa unsafe.Pointer
-	var salen uintptr
-	if s.inet6 {
-		sa6.Family = unix.AF_INET6
-		sa6.Addr = ip.As16() // an IPv4 address comes out IPv4-mapped, as a dual-stack socket wants
-		port := (*[2]byte)(unsafe.Pointer(&sa6.Port))
-		port[0], port[1] = byte(ap.Port()>>8), byte(ap.Port())
-		sa, salen = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
-	} else {
-		sa4.Family = unix.AF_INET
-		sa4.Addr = ip.Unmap().As4()
-		port := (*[2]byte)(unsafe.Pointer(&sa4.Port))
-		port[0], port[1] = byte(ap.Port()>>8), byte(ap.Port())
-		sa, salen = unsafe.Pointer(&sa4), unix.SizeofSockaddrInet4
 	}
 	s.mu.RLock()
 	if s.closed {
@@ -216,7 +237,7 @@ func (s *udpSocket) writeTo(p []byte, ap netip.AddrPort) (int, error) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Source: s.conn.LocalAddr(), Err: net.ErrClosed}
 	}
 	r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, s.fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
-		0, uintptr(sa), salen)
+		0, uintptr(sa), uintptr(salen))
 	s.mu.RUnlock()
 	switch e {
 	case 0:
@@ -226,6 +247,95 @@ func (s *udpSocket) writeTo(p []byte, ap netip.AddrPort) (int, error) {
 	}
 	return 0, &net.OpError{Op: "write", Net: "udp", Source: s.conn.LocalAddr(),
 		Addr: net.UDPAddrFromAddrPort(ap), Err: os.NewSyscallError("sendto", e)}
+}
+
+// gsoOff is set once a send with UDP_SEGMENT has failed with EIO, which says an outgoing
+// device cannot segment (no checksum offload, as quic-go found). From then on every run
+// goes out one datagram per sendto. A kernel without UDP GSO (before 4.18) is found when
+// a socket is made (udpSocket.gso).
+var gsoOff atomic.Bool
+
+// sendSegments sends the datagrams of a run to ap: buf holds them back to back, each seg
+// bytes except the last, which may be shorter. It returns how many datagrams and bytes
+// left. Several datagrams go out as one sendmsg with UDP_SEGMENT (generic segmentation
+// offload): the kernel takes the route, the headers and the device transmit once for the
+// run and cuts it into datagrams at the end, in the device or just before it, instead of
+// running the whole UDP/IP output path per datagram. That path, not the system call, is
+// most of a relayed packet's cost, and a relay's read batches are mostly runs of one
+// flow's equal-sized packets (a video frame's packets, a burst of audio frames).
+func (s *udpSocket) sendSegments(buf []byte, seg int, ap netip.AddrPort) (pkts, bytes int, err error) {
+	if seg <= 0 || len(buf) == 0 {
+		return 0, 0, nil
+	}
+	if len(buf) > seg && s.gso && !gsoOff.Load() {
+		var rsa rawSockaddr
+		if sa, salen, ok := s.fillSockaddr(ap, &rsa); ok {
+			done, e := s.sendGSO(buf, seg, sa, salen)
+			if done {
+				if e != nil {
+					return 0, 0, e
+				}
+				return (len(buf) + seg - 1) / seg, len(buf), nil
+			}
+		}
+	}
+	for off := 0; off < len(buf); off += seg {
+		end := min(off+seg, len(buf))
+		n, werr := s.writeTo(buf[off:end], ap)
+		if werr != nil {
+			return pkts, bytes, werr
+		}
+		pkts++
+		bytes += n
+	}
+	return pkts, bytes, nil
+}
+
+// gsoControl is the UDP_SEGMENT control message: a cmsghdr and the segment size.
+type gsoControl struct {
+	hdr unix.Cmsghdr
+	seg uint16
+	_   [6]byte // CMSG_SPACE(2) is 24 bytes
+}
+
+// sendGSO makes one sendmsg with UDP_SEGMENT. done is false when the run should go out
+// datagram by datagram instead: the buffer is full (EAGAIN; the per-datagram path waits
+// for room), the datagrams are larger than the route's MTU allows a segment to be
+// (EINVAL, EMSGSIZE: sent one by one they are fragmented, as without GSO) or the device
+// cannot segment (EIO; then gsoOff is set too).
+func (s *udpSocket) sendGSO(buf []byte, seg int, sa unsafe.Pointer, salen uint32) (done bool, err error) {
+	var ctl gsoControl
+	ctl.hdr.Level = unix.SOL_UDP
+	ctl.hdr.Type = unix.UDP_SEGMENT
+	ctl.hdr.SetLen(unix.CmsgLen(2))
+	ctl.seg = uint16(seg)
+	iov := unix.Iovec{Base: &buf[0]}
+	iov.SetLen(len(buf))
+	var msg unix.Msghdr
+	msg.Name = (*byte)(sa)
+	msg.Namelen = salen
+	msg.Iov = &iov
+	msg.SetIovlen(1)
+	msg.Control = (*byte)(unsafe.Pointer(&ctl))
+	msg.SetControllen(unix.CmsgSpace(2))
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return true, &net.OpError{Op: "write", Net: "udp", Source: s.conn.LocalAddr(), Err: net.ErrClosed}
+	}
+	_, _, e := syscall.RawSyscall(unix.SYS_SENDMSG, s.fd, uintptr(unsafe.Pointer(&msg)), 0)
+	s.mu.RUnlock()
+	switch e {
+	case 0:
+		return true, nil
+	case syscall.EAGAIN, syscall.EINTR, syscall.ENOBUFS, syscall.EINVAL, syscall.EMSGSIZE:
+		return false, nil
+	case syscall.EIO:
+		gsoOff.Store(true)
+		return false, nil
+	}
+	return true, &net.OpError{Op: "write", Net: "udp", Source: s.conn.LocalAddr(),
+		Err: os.NewSyscallError("sendmsg", e)}
 }
 
 // close closes the socket once no raw send is using its descriptor.

@@ -11,6 +11,8 @@ import (
 // one datagram per system call (see sockio_linux.go for the batched version).
 type udpSocket struct {
 	conn *net.UDPConn
+	// flush, when set, runs on the reading goroutine before each read (see sendbatch.go).
+	flush func()
 }
 
 func newUDPSocket(c *net.UDPConn, _, _ int) (*udpSocket, error) {
@@ -18,6 +20,9 @@ func newUDPSocket(c *net.UDPConn, _, _ int) (*udpSocket, error) {
 }
 
 func (s *udpSocket) readFrom(p []byte, _ func(first byte) bool) (int, net.Addr, error) {
+	if s.flush != nil {
+		s.flush()
+	}
 	n, ap, err := s.conn.ReadFromUDPAddrPort(p)
 	if err != nil {
 		return 0, nil, err
@@ -30,3 +35,20 @@ func (s *udpSocket) writeTo(p []byte, ap netip.AddrPort) (int, error) {
 }
 
 func (s *udpSocket) close() error { return s.conn.Close() }
+
+// sendSegments sends the datagrams of a run to ap one by one: buf holds them back to
+// back, each seg bytes except the last (see sockio_linux.go for the batched version).
+func (s *udpSocket) sendSegments(buf []byte, seg int, ap netip.AddrPort) (pkts, bytes int, err error) {
+	if seg <= 0 {
+		return 0, 0, nil
+	}
+	for off := 0; off < len(buf); off += seg {
+		n, werr := s.conn.WriteToUDPAddrPort(buf[off:min(off+seg, len(buf))], ap)
+		if werr != nil {
+			return pkts, bytes, werr
+		}
+		pkts++
+		bytes += n
+	}
+	return pkts, bytes, nil
+}

@@ -1,0 +1,162 @@
+package relay
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Relayed datagrams are sent in runs, not one by one. Each read loop (pion's loop for a
+// listening socket, and its loop for each allocation's relay socket) reads a batch with
+// one recvmmsg and hands pion one datagram at a time; what pion writes while handling the
+// batch is copied aside and sent just before the loop reads again (udpSocket.flush), as a
+// run per destination (udpSocket.sendSegments: one sendmsg with UDP GSO for a run of
+// equal-sized datagrams). A datagram waits at most for the rest of its own batch, a few
+// microseconds; order within a flow is kept, only different flows' datagrams interleave
+// differently.
+//
+// Only the data path is deferred, and only writes the reading goroutine itself makes:
+//   - client to peer: pion's listener loop decodes a ChannelData or Send datagram and
+//     writes its payload, a slice of the buffer the loop reads into, to the allocation's
+//     relay socket (relayConn.WriteTo). A payload inside a listening socket's read buffer
+//     can only come from that socket's loop: fanBatch, owned by the listener.
+//   - peer to client: an allocation's loop reads a peer datagram and writes it as
+//     ChannelData to its client (pion's packetConnHandler, the only writer that addresses
+//     the client by the address kept in the allocation): outBatch, flushed by that
+//     allocation's loop.
+
+// sendRuns sends the datagrams of one destination in order: runs of equal size, each closed
+// by one shorter datagram if one follows (GSO's last segment may be short).
+func sendRuns(sock *udpSocket, dst netip.AddrPort, buf []byte, sizes []int) (pkts, bytes int, err error) {
+	off := 0
+	for i := 0; i < len(sizes); {
+		seg := sizes[i]
+		j, end := i+1, off+seg
+		for j < len(sizes) && sizes[j] == seg {
+			end += seg
+			j++
+		}
+		if j < len(sizes) && sizes[j] < seg {
+			end += sizes[j]
+			j++
+		}
+		p, b, e := sock.sendSegments(buf[off:end], seg, dst)
+		pkts += p
+		bytes += b
+		if e != nil && err == nil {
+			err = e
+		}
+		i, off = j, end
+	}
+	return pkts, bytes, err
+}
+
+// outBatch holds ChannelData for one allocation's client, written by the allocation's read
+// loop and sent when that loop reads again. mu is for safety, not contention: only that
+// loop uses it.
+type outBatch struct {
+	sock *udpSocket     // the listening socket the client's allocation came in on
+	dst  netip.AddrPort // the client
+	key  net.Addr       // the address pion keeps in the allocation, the clients map's key
+
+	mu    sync.Mutex
+	buf   []byte // datagrams back to back
+	sizes []int
+}
+
+func (b *outBatch) add(p []byte) {
+	b.mu.Lock()
+	b.buf = append(b.buf, p...)
+	b.sizes = append(b.sizes, len(p))
+	b.mu.Unlock()
+}
+
+func (b *outBatch) flush() {
+	b.mu.Lock()
+	if len(b.sizes) > 0 {
+		_, _, _ = sendRuns(b.sock, b.dst, b.buf, b.sizes) // as pion's loop does: a failed send is not retried
+		b.buf, b.sizes = b.buf[:0], b.sizes[:0]
+	}
+	b.mu.Unlock()
+}
+
+// fanBatch holds the datagrams a listening socket's loop wrote to relay sockets while
+// handling one read batch. Owned by that loop: no lock.
+type fanBatch struct {
+	// base..end is the buffer pion's loop reads into; written by the loop, read by every
+	// writer to tell the loop's payloads from others'.
+	base, end atomic.Uintptr
+
+	ents    []fanEntry
+	buf     []byte
+	scratch []byte
+	sizes   []int
+}
+
+type fanEntry struct {
+	rc       *relayConn
+	dst      netip.AddrPort
+	off, n   int
+	finished bool
+}
+
+// setReadBuf records the buffer the loop is about to read into.
+func (f *fanBatch) setReadBuf(p []byte) {
+	if cap(p) == 0 {
+		return
+	}
+	b := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
+	if f.base.Load() != b {
+		f.end.Store(b + uintptr(cap(p)))
+		f.base.Store(b)
+	}
+}
+
+// owns reports whether p lies in the loop's read buffer, and so was written by the loop.
+func (f *fanBatch) owns(p []byte) bool {
+	if len(p) == 0 {
+		return false
+	}
+	a := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
+	return a >= f.base.Load() && a < f.end.Load()
+}
+
+func (f *fanBatch) add(rc *relayConn, dst netip.AddrPort, p []byte) {
+	f.ents = append(f.ents, fanEntry{rc: rc, dst: dst, off: len(f.buf), n: len(p)})
+	f.buf = append(f.buf, p...)
+}
+
+// flush sends every destination's datagrams, in their order, and counts them.
+func (f *fanBatch) flush(st *counters) {
+	if len(f.ents) == 0 {
+		return
+	}
+	var pkts, bytes int
+	for i := range f.ents {
+		e := &f.ents[i]
+		if e.finished {
+			continue
+		}
+		f.scratch, f.sizes = f.scratch[:0], f.sizes[:0]
+		for j := i; j < len(f.ents); j++ {
+			o := &f.ents[j]
+			if o.finished || o.rc != e.rc || o.dst != e.dst {
+				continue
+			}
+			o.finished = true
+			f.scratch = append(f.scratch, f.buf[o.off:o.off+o.n]...)
+			f.sizes = append(f.sizes, o.n)
+		}
+		p, b, _ := sendRuns(e.rc.sock, e.dst, f.scratch, f.sizes)
+		pkts += p
+		bytes += b
+	}
+	clear(f.ents) // drop the relayConn pointers
+	f.ents, f.buf = f.ents[:0], f.buf[:0]
+	if pkts > 0 {
+		st.pktsToPeer.Add(uint64(pkts))
+		st.bytesToPeer.Add(uint64(bytes))
+	}
+}
