@@ -38,6 +38,7 @@ func benchTURN(ctx context.Context, args []string, stdout io.Writer) error {
 		allocations = fs.Int("allocations", 16, "TURN allocations, each with its own client socket")
 		peers       = fs.Int("peers", 0, "UDP peer sockets on 127.0.0.2 (0: min(allocations, 4))")
 		size        = fs.Int("size", 100, "payload bytes per packet")
+		sizeMax     = fs.Int("size-max", 0, "if above --size: each packet's payload size is random, uniform in --size..--size-max (0: all --size)")
 		rate        = fs.Int("rate", 0, "total packets/s the clients send (with echo the server relays twice that); 0: closed loop (--window in flight per allocation)")
 		window      = fs.Int("window", 32, "closed loop: packets in flight per allocation")
 		duration    = fs.Duration("duration", 5*time.Second, "measured time per run")
@@ -63,6 +64,7 @@ func benchTURN(ctx context.Context, args []string, stdout io.Writer) error {
 		Allocations: *allocations,
 		Peers:       *peers,
 		PayloadSize: *size,
+		PayloadMax:  *sizeMax,
 		Rate:        *rate,
 		Window:      *window,
 		Duration:    *duration,
@@ -208,8 +210,12 @@ func describe(w io.Writer, c loadgen.Config) {
 	if c.SinkOnly {
 		dir = "sink peers on 127.0.0.2 (client→peer only)"
 	}
-	fmt.Fprintf(w, "bench turn: %d allocations (ChannelData), %d-byte payloads, %s, %s, %v per run\n",
-		c.Allocations, c.PayloadSize, mode, dir, c.Duration)
+	sizes := fmt.Sprintf("%d-byte payloads", c.PayloadSize)
+	if c.PayloadMax > 0 {
+		sizes = fmt.Sprintf("payloads of %d-%d bytes (random per packet)", c.PayloadSize, c.PayloadMax)
+	}
+	fmt.Fprintf(w, "bench turn: %d allocations (ChannelData), %s, %s, %s, %v per run\n",
+		c.Allocations, sizes, mode, dir, c.Duration)
 	fmt.Fprintln(w, "pps = packets the server delivered per second, both directions; µs/pkt = CPU time per delivered packet;")
 	fmt.Fprintln(w, "gen = this load generator's own CPU (it shares the machine); machine = all CPUs busy incl. softirq;")
 	fmt.Fprintln(w, "other = machine busy time neither server nor generator used (other processes, kernel threads): noise if large;")

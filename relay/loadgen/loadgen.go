@@ -46,6 +46,11 @@ type Config struct {
 	// PayloadSize is the bytes of application data per packet. Default 100,
 	// about one Opus audio frame with its RTP header, the packet a relay sees most.
 	PayloadSize int
+	// PayloadMax, when above PayloadSize, makes every packet's size random:
+	// uniform in PayloadSize..PayloadMax, drawn per packet. Real media is not
+	// one size; a server that batches runs of equal-sized packets is measured
+	// here without them. Default 0: every packet PayloadSize bytes.
+	PayloadMax int
 	// Rate is the total packets per second the clients send (open loop); with
 	// echo peers the server relays twice that. Default 0: closed loop, each allocation keeps Window packets in flight,
 	// which measures the most the server sustains without overrunning buffers.
@@ -77,6 +82,7 @@ type Config struct {
 type Result struct {
 	Allocations int
 	PayloadSize int
+	PayloadMax  int // 0: every packet PayloadSize bytes
 	Rate        int // offered packets/s, 0 for closed loop
 	// Elapsed is the measured sending phase; a short drain after it lets
 	// packets in flight arrive, and its CPU is included.
@@ -242,6 +248,9 @@ func (c *Config) setDefaults() error {
 	if c.PayloadSize < 4 || c.PayloadSize > maxPayload {
 		return fmt.Errorf("loadgen: PayloadSize %d out of range 4-%d", c.PayloadSize, maxPayload)
 	}
+	if c.PayloadMax != 0 && (c.PayloadMax <= c.PayloadSize || c.PayloadMax > maxPayload) {
+		return fmt.Errorf("loadgen: PayloadMax %d out of range %d-%d", c.PayloadMax, c.PayloadSize+1, maxPayload)
+	}
 	if c.Rate < 0 {
 		return fmt.Errorf("loadgen: Rate %d is negative", c.Rate)
 	}
@@ -326,6 +335,10 @@ type allocation struct {
 	// recvNotify wakes a closed-loop sender blocked on a full window;
 	// capacity 1 so the reader never blocks.
 	recvNotify chan struct{}
+	// sizeLo..len(payload) is the range of packet sizes (Config.PayloadMax);
+	// rng draws them. Both owned by the sender goroutine.
+	sizeLo int
+	rng    uint64
 }
 
 // peer is one UDP sink/echo socket on a loopback address.
@@ -384,7 +397,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	log.Debug("allocations ready", "n", len(allocs))
 
-	payload := make([]byte, cfg.PayloadSize)
+	payload := make([]byte, max(cfg.PayloadSize, cfg.PayloadMax))
 	// 0x80 in the first byte: neither a STUN message (top bits 00) nor
 	// ChannelData (0x40-0x7f), so the echoed copy is unambiguously data.
 	payload[0] = 0x80
@@ -434,6 +447,7 @@ func measure(ctx context.Context, cfg Config, allocs []*allocation, peers []*pee
 	return Result{
 		Allocations:  cfg.Allocations,
 		PayloadSize:  cfg.PayloadSize,
+		PayloadMax:   cfg.PayloadMax,
 		Rate:         cfg.Rate,
 		Elapsed:      elapsed,
 		Sent:         after.sent - before.sent,
@@ -611,7 +625,11 @@ func newAllocation(ctx context.Context, cfg Config, i int, peerAddr *net.UDPAddr
 	}
 	*closers = append(*closers, tc.Close)
 
-	a := &allocation{conn: conn, tc: tc, peer: peerAddr, recvNotify: make(chan struct{}, 1)}
+	a := &allocation{conn: conn, tc: tc, peer: peerAddr, recvNotify: make(chan struct{}, 1),
+		rng: uint64(i)*0x9E3779B97F4A7C15 | 1}
+	if cfg.PayloadMax > 0 {
+		a.sizeLo = cfg.PayloadSize
+	}
 	// Our own read loop instead of tc.Listen, so this function owns the
 	// goroutine and can wait for it; it ends when conn is closed.
 	wg.Go(func() { a.readSocket() })
@@ -656,8 +674,21 @@ func (a *allocation) readRelay() {
 	}
 }
 
+// packet is the next packet to send: all of payload, or with Config.PayloadMax
+// its first sizeLo..len(payload) bytes, drawn at random.
+func (a *allocation) packet(payload []byte) []byte {
+	if a.sizeLo <= 0 || a.sizeLo >= len(payload) {
+		return payload
+	}
+	// xorshift64: cheap enough not to load the generator; a nonzero seed stays nonzero
+	a.rng ^= a.rng << 13
+	a.rng ^= a.rng >> 7
+	a.rng ^= a.rng << 17
+	return payload[:a.sizeLo+int(a.rng%uint64(len(payload)-a.sizeLo+1))]
+}
+
 func (a *allocation) send(payload []byte) {
-	if _, err := a.relay.WriteTo(payload, a.peer); err != nil {
+	if _, err := a.relay.WriteTo(a.packet(payload), a.peer); err != nil {
 		a.sendErrs.Add(1)
 		return
 	}

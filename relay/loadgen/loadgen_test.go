@@ -56,6 +56,7 @@ func TestRun(t *testing.T) {
 		{"paced echo", Config{Allocations: 2, Rate: 2000}, true},
 		{"paced sink", Config{Allocations: 2, Rate: 2000, SinkOnly: true}, false},
 		{"count bound", Config{Allocations: 2, Window: 4, MaxPackets: 100, Duration: 10 * time.Second}, true},
+		{"mixed sizes", Config{Allocations: 2, Window: 8, PayloadSize: 60, PayloadMax: 1200}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,6 +134,8 @@ func TestConfigErrors(t *testing.T) {
 		{"sink closed loop", Config{Server: "127.0.0.1:3478", Secret: "s", SinkOnly: true}, "needs echo"},
 		{"too many allocations", Config{Server: "127.0.0.1:3478", Secret: "s", Allocations: 5000}, "Allocations"},
 		{"huge payload", Config{Server: "127.0.0.1:3478", Secret: "s", PayloadSize: 9000}, "PayloadSize"},
+		{"max below size", Config{Server: "127.0.0.1:3478", Secret: "s", PayloadSize: 100, PayloadMax: 100}, "PayloadMax"},
+		{"huge max", Config{Server: "127.0.0.1:3478", Secret: "s", PayloadMax: 9000}, "PayloadMax"},
 		{"peers over allocations", Config{Server: "127.0.0.1:3478", Secret: "s", Allocations: 2, Peers: 3}, "Peers"},
 	}
 	for _, tt := range tests {
@@ -223,5 +226,29 @@ func TestStartProcessErrors(t *testing.T) {
 				t.Errorf("StartProcess(%+v) = %v, want error containing %q", tt.cfg, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestPacketSizes: with PayloadMax, sizes cover the range (not one size, which a
+// server batching equal-sized runs would be flattered by) and stay inside it.
+func TestPacketSizes(t *testing.T) {
+	payload := make([]byte, 1200)
+	a := &allocation{sizeLo: 60, rng: 7}
+	seen := map[int]bool{}
+	lo, hi := len(payload), 0
+	for range 20000 {
+		n := len(a.packet(payload))
+		if n < 60 || n > 1200 {
+			t.Fatalf("size %d outside 60-1200", n)
+		}
+		seen[n] = true
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	if lo > 65 || hi < 1195 || len(seen) < 1000 {
+		t.Errorf("sizes %d-%d, %d distinct; want about 60-1200 and most of them", lo, hi, len(seen))
+	}
+	fixed := &allocation{rng: 7}
+	if n := len(fixed.packet(payload)); n != len(payload) {
+		t.Errorf("without PayloadMax: size %d, want %d", n, len(payload))
 	}
 }
