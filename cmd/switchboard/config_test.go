@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -312,27 +311,5 @@ func TestUnknownVars(t *testing.T) {
 	})
 	if fmt.Sprint(got) != "[SWITCHBOARD_PUBLICIP]" {
 		t.Errorf("unknownVars = %v, want [SWITCHBOARD_PUBLICIP]", got)
-	}
-}
-
-func TestApplyGCDefault(t *testing.T) {
-	tests := []struct {
-		name string
-		env  map[string]string
-		want int
-	}{
-		{name: "unset", env: map[string]string{}, want: defaultGCPercent},
-		{name: "GOGC set", env: map[string]string{"GOGC": "100"}, want: 77}, // left as the runtime has it
-		{name: "GOGC empty", env: map[string]string{"GOGC": ""}, want: defaultGCPercent},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			old := debug.SetGCPercent(77) // stands for whatever GOGC made it
-			defer debug.SetGCPercent(old)
-			applyGCDefault(tt.env)
-			if got := debug.SetGCPercent(77); got != tt.want {
-				t.Errorf("GC percent after applyGCDefault(%v) = %d, want %d", tt.env, got, tt.want)
-			}
-		})
 	}
 }
