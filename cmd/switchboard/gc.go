@@ -17,11 +17,13 @@ const defaultGCPercent = 50
 // gcFloor is the least heap goal the tuner allows. A relay keeps little alive but
 // makes garbage at the packet rate (pion encodes each ChannelData into a fresh
 // buffer): with a live heap of a few MiB, 50% would mean a GC cycle every MiB or
-// two, dozens a second under load, and bench turn measured that at 17% more CPU per
-// relayed packet than with a goal of tens of MiB. 32 MiB is small beside any
-// machine that relays, and a heap of idle sessions is past it at ~2,000 sessions,
-// where the floor stops mattering.
-const gcFloor = 32 << 20
+// two, dozens a second under load; bench turn with random packet sizes measured
+// 17% more CPU per relayed packet at 50% than at 100%. The floor stays small
+// because a heap of idle sessions pays for it: with 32 MiB they came out at 14.9
+// instead of 13.7 KiB each (sessions made while the goal was high share their
+// spans with more garbage), with 16 MiB at 13.7. Past ~10 MiB live (about 1,000
+// sessions) the floor no longer matters.
+const gcFloor = 16 << 20
 
 // applyGCDefault starts a gcTuner with defaultGCPercent above gcFloor unless the
 // environment env sets GOGC (which the runtime has applied already, and which

@@ -128,7 +128,7 @@ Usage:
 Every setting is an environment variable. An empty value means the default.
 A bad value stops start-up with one line naming the variable (exit status 2).
 Go's GOGC defaults to 50 here, not 100 (idle sessions cost less memory), with a
-heap goal of at least 32 MiB (fewer GC cycles while relaying); GOGC set wins.
+heap goal of at least 16 MiB (fewer GC cycles while relaying); GOGC set wins.
 
 `
 
