@@ -17,7 +17,8 @@ import (
 )
 
 // udpSocket is the data path of one UDP socket (a listening socket or a relay socket):
-// batched reads with recvmmsg and sends with sendto, both as raw system calls.
+// batched reads with recvmmsg, sends with sendto or, for runs of datagrams to one destination,
+// sendmsg with UDP GSO (sendSegments); all as raw system calls.
 //
 // Why raw: a relayed packet costs one sendto and a share of a recvmmsg, and on loopback the
 // sendto alone is most of the server's CPU. Go's syscall.Syscall brackets every call with
@@ -203,7 +204,7 @@ type rawSockaddr struct {
 	sa6 unix.RawSockaddrInet6
 }
 
-// sockaddr encodes ap for this socket in rsa; false for the cases left to the standard
+// fillSockaddr encodes ap for this socket in rsa; false for the cases left to the standard
 // library (a zone, or an IPv6 address on an IPv4 socket).
 func (s *udpSocket) fillSockaddr(ap netip.AddrPort, rsa *rawSockaddr) (unsafe.Pointer, uint32, bool) {
 	ip := ap.Addr()
