@@ -264,11 +264,11 @@ func (c *filterConn) respond(addr net.Addr, v verdict) {
 // WriteTo sends pion's output. Only error responses are decoded (to rewrite challenges);
 // ChannelData and Data indications go straight out.
 func (c *filterConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if c.sock != nil {
+	if ua, ok := addr.(*net.UDPAddr); ok && c.sock != nil {
 		// An allocation's loop writing to its client (see sendbatch.go): ChannelData waits
 		// for the loop's next read; anything else it sends (a Data indication) goes after
 		// what waits, so the client sees the peer's datagrams in order.
-		if v, ok := c.s.clients.Load(addr); ok {
+		if v, ok := c.s.clients.Load(ua); ok {
 			if b := v.(*relayConn).out.Load(); b != nil && b.sock == c.sock {
 				if len(p) > 0 && isChannelData(p[0]) {
 					b.add(p)

@@ -59,7 +59,7 @@ func sendRuns(sock *udpSocket, dst netip.AddrPort, buf []byte, sizes []int) (pkt
 type outBatch struct {
 	sock *udpSocket     // the listening socket the client's allocation came in on
 	dst  netip.AddrPort // the client
-	key  net.Addr       // the address pion keeps in the allocation, the clients map's key
+	key  *net.UDPAddr   // the address pion keeps in the allocation, the clients map's key
 
 	mu    sync.Mutex
 	buf   []byte // datagrams back to back

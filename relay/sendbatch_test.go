@@ -285,3 +285,32 @@ func TestRelayBurstOrder(t *testing.T) {
 		return st.PacketsToPeer >= burst+1 && st.PacketsFromPeer >= burst
 	})
 }
+
+// TestClientsMapFollowsAllocations: a UDP allocation registers its client for batched
+// writes, and the entry goes when the allocation does (no entry outlives its socket).
+func TestClientsMapFollowsAllocations(t *testing.T) {
+	s := startServer(t, baseConfig(t))
+	entries := func() int {
+		n := 0
+		s.clients.Range(func(_, _ any) bool { n++; return true })
+		return n
+	}
+	cred := s.Mint("alice", time.Minute)
+	udp := turnClient(t, s, "udp", turn.RequestedAddressFamilyIPv4, cred.Username, cred.Password)
+	tcp := turnClient(t, s, "tcp", turn.RequestedAddressFamilyIPv4, cred.Username, cred.Password)
+	ru, err := udp.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := tcp.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered from OnAllocationCreated, which pion calls before answering.
+	if got := entries(); got != 1 {
+		t.Fatalf("%d client entries with a UDP and a TCP allocation, want 1 (UDP only)", got)
+	}
+	_ = rt.Close()
+	_ = ru.Close() // Refresh with lifetime 0: pion deletes the allocation, closing its socket
+	waitFor(t, "client entry removed", func() bool { return entries() == 0 })
+}

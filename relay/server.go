@@ -656,7 +656,8 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, user, _ string, relay
 // sendbatch.go). dst is the listening socket's LocalAddr as pion read it: our filterConn's.
 func (s *Server) deferClientWrites(src, dst, relayAddr net.Addr) {
 	ra, ok := relayAddr.(*net.UDPAddr)
-	if !ok {
+	client, cok := src.(*net.UDPAddr)
+	if !ok || !cok {
 		return
 	}
 	var l *filterConn
@@ -676,10 +677,10 @@ func (s *Server) deferClientWrites(src, dst, relayAddr net.Addr) {
 	if rc == nil {
 		return // the allocation is already gone
 	}
-	rc.out.Store(&outBatch{sock: l.sock, dst: addrPortOf(src), key: src})
-	s.clients.Store(src, rc)
+	rc.out.Store(&outBatch{sock: l.sock, dst: addrPortOf(client), key: client})
+	s.clients.Store(client, rc)
 	if s.relays.lookup(fam, ra.Port) != rc { // closed meanwhile: its Close may have missed the entry
-		s.clients.CompareAndDelete(src, rc)
+		s.clients.CompareAndDelete(client, rc)
 	}
 }
 
