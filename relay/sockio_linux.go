@@ -262,8 +262,8 @@ var gsoOff atomic.Bool
 // offload): the kernel takes the route, the headers and the device transmit once for the
 // run and cuts it into datagrams at the end, in the device or just before it, instead of
 // running the whole UDP/IP output path per datagram. That path, not the system call, is
-// most of a relayed packet's cost, and a relay's read batches are mostly runs of one
-// flow's equal-sized packets (a video frame's packets, a burst of audio frames).
+// most of a relayed packet's cost. It pays off when a busy flow's packets queue up with
+// one size (most of a video frame's packets); a run of one is a plain sendto.
 func (s *udpSocket) sendSegments(buf []byte, seg int, ap netip.AddrPort) (pkts, bytes int, err error) {
 	if seg <= 0 || len(buf) == 0 {
 		return 0, 0, nil
