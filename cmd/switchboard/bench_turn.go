@@ -344,8 +344,9 @@ func startSwitchboard(ctx context.Context, path, secret string) (*loadgen.Proces
 		envPrefix+"PUBLIC_IP=127.0.0.1",
 		envPrefix+"PEER_ALLOW=127.0.0.0/8",
 		envPrefix+"TURN_SECRET="+secret,
-		// Beside coturn's 40000-44999 and below the ephemeral range.
-		envPrefix+"RELAY_PORTS=45000-49999",
+		// Beside coturn's 61000-62999, above Linux's default ephemeral range
+		// (32768-60999) where the generator's sockets get their ports.
+		envPrefix+"RELAY_PORTS=63000-64999",
 		envPrefix+"LOG_LEVEL=warn",
 		// Every run releases its allocations, so a stop has nothing to wait for;
 		// this only bounds a stop after an interrupted run.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -39,6 +40,12 @@ type Config struct {
 	// itself (as Switchboard does) only relays to its own address's relay
 	// ports, never to other sockets there.
 	PeerIP netip.Addr
+	// ClientIP is the loopback address the client sockets bind to. Default: a
+	// random one in 127.0.0.0/8 (not 127.0.0.1 or 127.0.0.2), fresh for every
+	// Run, so a later run never reuses an earlier run's 5-tuple: a server may
+	// still hold that allocation (a Refresh of 0 at the end is not waited for),
+	// and coturn answers an unauthenticated Allocate on it with 437, no nonce.
+	ClientIP netip.Addr
 	// Peers is the number of UDP peer sockets on PeerIP; allocation i sends
 	// to peer i%Peers. Default min(Allocations, 4): enough that one peer
 	// goroutine is not the generator's bottleneck on a 2-core box.
@@ -227,6 +234,13 @@ func (c *Config) setDefaults() error {
 	}
 	if !c.PeerIP.Is4() || !c.PeerIP.IsLoopback() {
 		return fmt.Errorf("loadgen: PeerIP %v is not an IPv4 loopback address", c.PeerIP)
+	}
+	if !c.ClientIP.IsValid() {
+		b := [4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), byte(1 + rand.IntN(254))}
+		c.ClientIP = netip.AddrFrom4(b)
+	}
+	if !c.ClientIP.Is4() || !c.ClientIP.IsLoopback() {
+		return fmt.Errorf("loadgen: ClientIP %v is not an IPv4 loopback address", c.ClientIP)
 	}
 	if c.Allocations == 0 {
 		c.Allocations = defaultAllocations
@@ -599,7 +613,7 @@ func firstContact(ctx context.Context, cfg Config, allocs []*allocation, peers [
 }
 
 func newAllocation(ctx context.Context, cfg Config, i int, peerAddr *net.UDPAddr, events *clientEvents, wg *sync.WaitGroup, closers *[]func()) (*allocation, error) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.ClientIP, 0)))
 	if err != nil {
 		return nil, fmt.Errorf("client socket: %w", err)
 	}

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -134,6 +135,7 @@ func TestConfigErrors(t *testing.T) {
 		{"sink closed loop", Config{Server: "127.0.0.1:3478", Secret: "s", SinkOnly: true}, "needs echo"},
 		{"too many allocations", Config{Server: "127.0.0.1:3478", Secret: "s", Allocations: 5000}, "Allocations"},
 		{"huge payload", Config{Server: "127.0.0.1:3478", Secret: "s", PayloadSize: 9000}, "PayloadSize"},
+		{"client IP not loopback", Config{Server: "127.0.0.1:3478", Secret: "s", ClientIP: netip.MustParseAddr("192.0.2.1")}, "ClientIP"},
 		{"max below size", Config{Server: "127.0.0.1:3478", Secret: "s", PayloadSize: 100, PayloadMax: 100}, "PayloadMax"},
 		{"huge max", Config{Server: "127.0.0.1:3478", Secret: "s", PayloadMax: 9000}, "PayloadMax"},
 		{"peers over allocations", Config{Server: "127.0.0.1:3478", Secret: "s", Allocations: 2, Peers: 3}, "Peers"},
@@ -250,5 +252,25 @@ func TestPacketSizes(t *testing.T) {
 	fixed := &allocation{rng: 7}
 	if n := len(fixed.packet(payload)); n != len(payload) {
 		t.Errorf("without PayloadMax: size %d, want %d", n, len(payload))
+	}
+}
+
+// TestClientIPFresh: each run's clients get their own loopback address by default, so
+// no run reuses an earlier run's 5-tuple (which a server may still hold).
+func TestClientIPFresh(t *testing.T) {
+	seen := map[netip.Addr]bool{}
+	for range 20 {
+		c := Config{Server: "127.0.0.1:3478", Secret: "s"}
+		if err := c.setDefaults(); err != nil {
+			t.Fatal(err)
+		}
+		ip := c.ClientIP
+		if !ip.Is4() || !ip.IsLoopback() || ip == netip.MustParseAddr("127.0.0.1") || ip == netip.MustParseAddr("127.0.0.2") {
+			t.Fatalf("ClientIP %v: want a loopback address other than the server's and the peers'", ip)
+		}
+		seen[ip] = true
+	}
+	if len(seen) < 19 {
+		t.Errorf("20 runs got %d distinct client addresses", len(seen))
 	}
 }

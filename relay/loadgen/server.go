@@ -166,8 +166,10 @@ type CoturnConfig struct {
 	Secret string
 	// Port is the listening port on 127.0.0.1. Default 0: a free one.
 	Port int
-	// RelayPortMin and RelayPortMax bound its relay ports. Default 40000-44999,
-	// below Linux's ephemeral range so relay sockets do not collide with clients.
+	// RelayPortMin and RelayPortMax bound its relay ports. Default 61000-62999,
+	// above Linux's default ephemeral range (32768-60999), where the generator's
+	// client and peer sockets get their ports: coturn picks relay ports at random
+	// and fails an Allocate when its binds hit taken ports.
 	RelayPortMin, RelayPortMax int
 	// Threads sets relay-threads. Default 0: coturn's default (one per CPU).
 	Threads int
@@ -196,7 +198,7 @@ func StartCoturn(ctx context.Context, cfg CoturnConfig) (*Process, error) {
 		cfg.Port = p
 	}
 	if cfg.RelayPortMin == 0 && cfg.RelayPortMax == 0 {
-		cfg.RelayPortMin, cfg.RelayPortMax = 40000, 44999
+		cfg.RelayPortMin, cfg.RelayPortMax = 61000, 62999
 	}
 	dir, err := os.MkdirTemp("", "loadgen-coturn-")
 	if err != nil {
