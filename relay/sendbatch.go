@@ -3,7 +3,6 @@ package relay
 import (
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -54,32 +53,28 @@ func sendRuns(sock *udpSocket, dst netip.AddrPort, buf []byte, sizes []int) (pkt
 }
 
 // outBatch holds ChannelData for one allocation's client, written by the allocation's read
-// loop and sent when that loop reads again. mu is for safety, not contention: only that
-// loop uses it.
+// loop and sent when that loop reads again. Owned by that loop: no lock. (A lock would not
+// make a write from another goroutine safe anyway: it could wait unsent while the loop is
+// parked. The race detector checks the ownership in the relay tests.)
 type outBatch struct {
 	sock *udpSocket     // the listening socket the client's allocation came in on
 	dst  netip.AddrPort // the client
 	key  *net.UDPAddr   // the address pion keeps in the allocation, the clients map's key
 
-	mu    sync.Mutex
 	buf   []byte // datagrams back to back
 	sizes []int
 }
 
 func (b *outBatch) add(p []byte) {
-	b.mu.Lock()
 	b.buf = append(b.buf, p...)
 	b.sizes = append(b.sizes, len(p))
-	b.mu.Unlock()
 }
 
 func (b *outBatch) flush() {
-	b.mu.Lock()
 	if len(b.sizes) > 0 {
 		_, _, _ = sendRuns(b.sock, b.dst, b.buf, b.sizes) // as pion's loop does: a failed send is not retried
 		b.buf, b.sizes = b.buf[:0], b.sizes[:0]
 	}
-	b.mu.Unlock()
 }
 
 // fanBatch holds the datagrams a listening socket's loop wrote to relay sockets while

@@ -268,7 +268,7 @@ func (s *udpSocket) sendSegments(buf []byte, seg int, ap netip.AddrPort) (pkts, 
 	if seg <= 0 || len(buf) == 0 {
 		return 0, 0, nil
 	}
-	if len(buf) > seg && s.gso && !gsoOff.Load() {
+	if len(buf) > seg && seg <= 0xFFFF && s.gso && !gsoOff.Load() {
 		var rsa rawSockaddr
 		if sa, salen, ok := s.fillSockaddr(ap, &rsa); ok {
 			done, e := s.sendGSO(buf, seg, sa, salen)

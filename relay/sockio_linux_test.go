@@ -61,3 +61,26 @@ func TestUDPSocketSockaddr(t *testing.T) {
 		})
 	}
 }
+
+// TestSendGSO: on this kernel a run goes out as one GSO send (not the per-datagram
+// fallback, which TestSendSegments would accept too), and arrives as its datagrams.
+func TestSendGSO(t *testing.T) {
+	sock, recv, dst := udpPair(t, "udp4", "127.0.0.1:0", "127.0.0.1:0")
+	if !sock.gso {
+		t.Skip("kernel without UDP_SEGMENT (before 4.18)")
+	}
+	if gsoOff.Load() {
+		t.Fatal("GSO turned off by an earlier EIO on loopback")
+	}
+	buf, msgs := datagrams([]int{200, 200, 200, 90})
+	var rsa rawSockaddr
+	sa, salen, ok := sock.fillSockaddr(dst, &rsa)
+	if !ok {
+		t.Fatal("fillSockaddr refused an IPv4 destination")
+	}
+	done, err := sock.sendGSO(buf, 200, sa, salen)
+	if !done || err != nil {
+		t.Fatalf("sendGSO = %v, %v; want one GSO send", done, err)
+	}
+	expect(t, recv, addrPortOf(sock.conn.LocalAddr()), msgs)
+}
