@@ -15,7 +15,37 @@ import (
 // claims is the JWT payload: sub and exp are required, room optional.
 type claims struct {
 	Room string `json:"room,omitempty"`
+	// Name is the display name a sign-in (invite link) suggests; the client may
+	// still choose another in hello.
+	Name string `json:"name,omitempty"`
+	// Renew marks a token the hub minted itself at sign-in (invite link or
+	// passcode): the hub pushes a fresh one over the WebSocket before it expires.
+	// Tokens from the operator's own web app do not carry it and are never
+	// extended: their lifetime is the operator's decision.
+	Renew bool `json:"rnw,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// renewToken mints the successor of a renewable token: same subject, room, name
+// and lifetime, counted from now. ok is false for tokens that are not renewable
+// (no rnw claim, or no iat/exp to take the lifetime from).
+func renewToken(secret []byte, c *claims, now time.Time) (tok string, exp time.Time, ok bool) {
+	if c == nil || !c.Renew || c.IssuedAt == nil || c.ExpiresAt == nil || len(secret) == 0 {
+		return "", time.Time{}, false
+	}
+	life := c.ExpiresAt.Sub(c.IssuedAt.Time)
+	if life <= 0 {
+		return "", time.Time{}, false
+	}
+	exp = now.Add(life)
+	n := *c
+	n.IssuedAt = jwt.NewNumericDate(now)
+	n.ExpiresAt = jwt.NewNumericDate(exp)
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, n).SignedString(secret)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return tok, exp, true
 }
 
 // MintToken returns an HS256 JWT for sub, valid for ttl, limited to room when room
