@@ -134,8 +134,8 @@ func TestGeneratedSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2, _ := New(cfg)
-	if !s1.GeneratedSecret() || len(s1.secrets) != 1 || len(s1.secrets[0]) < 32 || s1.secrets[0] == s2.secrets[0] {
-		t.Fatalf("generated secrets %q and %q: want two distinct strong secrets", s1.secrets, s2.secrets)
+	if !s1.GeneratedSecret() || len(s1.auth.secrets) != 1 || len(s1.auth.secrets[0]) < 32 || s1.auth.secrets[0] == s2.auth.secrets[0] {
+		t.Fatalf("generated secrets %q and %q: want two distinct strong secrets", s1.auth.secrets, s2.auth.secrets)
 	}
 	s := startServer(t, cfg)
 	cred := s.Mint("dave", time.Minute)

@@ -323,7 +323,7 @@ func (c *filterConn) writeError(p []byte, addr net.Addr) (int, error) {
 		m.Type,
 		code,
 		stun.NewRealm(c.s.cfg.Realm),
-		stun.Nonce(sealNonce(c.s.nonceKey, nonce, addrPortOf(addr), c.isTCP())),
+		stun.Nonce(c.s.auth.seal(nonce, addrPortOf(addr), c.isTCP())),
 	}
 	if c.s.cfg.Software != "" {
 		setters = append(setters, stun.NewSoftware(c.s.cfg.Software))
@@ -364,44 +364,12 @@ func (s *Server) authorize(m *stun.Message, src, local netip.AddrPort, tcp bool)
 			"method", m.Type.Method.String())
 		return verdict{code: code, chal: true}
 	}
-	var nonce stun.Nonce
-	if nonce.GetFrom(m) != nil {
-		return fail(authMalformed, stun.CodeUnauthorized)
-	}
-	inner, ok := openNonce(s.nonceKey, nonce, src, tcp)
-	if !ok {
-		return fail(authStaleNonce, stun.CodeStaleNonce)
-	}
-	var realm stun.Realm
-	if realm.GetFrom(m) != nil || string(realm) != s.cfg.Realm {
-		return fail(authWrongRealm, stun.CodeUnauthorized)
-	}
-	uname, err := m.Get(stun.AttrUsername)
-	if err != nil || len(uname) > maxUsernameLen {
-		return fail(authMalformed, stun.CodeUnauthorized)
-	}
-	username := string(uname)
-	expires, user, err := parseRESTUsername(username)
-	if err != nil {
-		return fail(authMalformed, stun.CodeUnauthorized)
-	}
-	var key []byte
-	for _, secret := range s.secrets {
-		k := longTermKey(username, s.cfg.Realm, restPassword(secret, username))
-		// Check compares HMACs in constant time (hmac.Equal).
-		if stun.MessageIntegrity(k).Check(m) == nil {
-			key = k
-			break
-		}
-	}
-	if key == nil {
-		return fail(authBadSignature, stun.CodeUnauthorized)
-	}
 	now := time.Now()
-	if expires.After(now.Add(s.cfg.MaxCredentialTTL + clockSkew)) {
-		return fail(authTooFarFuture, stun.CodeUnauthorized)
+	id, reason, code := s.auth.verify(m, src, tcp, now)
+	if id.key == nil {
+		return fail(reason, code)
 	}
-	expired := !expires.After(now)
+	key, user, expired := id.key, id.user, id.expired
 	signed := func(code stun.ErrorCode) verdict { return verdict{code: code, key: key} }
 	ak := allocKey{src: src, dst: local, tcp: tcp}
 
@@ -420,8 +388,8 @@ func (s *Server) authorize(m *stun.Message, src, local netip.AddrPort, tcp bool)
 			return v
 		}
 	}
-	s.stashKey(src, tcp, username, user, key)
-	return verdict{key: key, inner: inner}
+	s.auth.admit(src, tcp, id)
+	return verdict{key: key, inner: id.inner}
 }
 
 // checkExisting applies the rules for requests on an existing allocation: Refresh,

@@ -3,8 +3,6 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,14 +22,12 @@ import (
 // Shutdown or Close.
 type Server struct {
 	// Static after New.
-	cfg       Config
-	log       *slog.Logger // cfg.Logger behind logs, shut by Close
-	logs      logGate
-	secrets   []string
-	generated bool
-	nonceKey  []byte
-	limiter   *sourceLimiter
-	policy    peerPolicy // self is filled in by Listen, before any goroutine reads it
+	cfg     Config
+	log     *slog.Logger // cfg.Logger behind logs, shut by Close
+	logs    logGate
+	auth    *authenticator
+	limiter *sourceLimiter
+	policy  peerPolicy // self is filled in by Listen, before any goroutine reads it
 
 	stats    counters
 	draining atomic.Bool
@@ -56,7 +52,6 @@ type Server struct {
 	started  bool                    // Listen was called; guarded by mu
 	allocs   map[allocKey]*allocInfo // guarded by mu
 	users    map[string]int          // live allocations per REST user; guarded by mu
-	stash    map[stashKey]stashEntry // verified keys awaiting pion's AuthHandler; guarded by mu
 	closed   bool                    // guarded by mu
 	closeErr error                   // guarded by mu
 
@@ -82,16 +77,6 @@ type allocInfo struct {
 	n int
 }
 
-type stashKey struct {
-	src netip.AddrPort
-	tcp bool
-}
-
-type stashEntry struct {
-	username, user string
-	key            []byte
-}
-
 // New validates cfg and returns a Server. It does no I/O.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
@@ -99,33 +84,24 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		secrets:  append([]string(nil), cfg.Secrets...),
-		nonceKey: make([]byte, 32),
-		limiter:  newSourceLimiter(cfg.UnauthRate, cfg.UnauthBurst),
-		policy:   peerPolicy{allow: cfg.PeerAllow, deny: cfg.PeerDeny},
-		allocs:   map[allocKey]*allocInfo{},
-		users:    map[string]int{},
-		stash:    map[stashKey]stashEntry{},
+		cfg:     cfg,
+		auth:    newAuthenticator(cfg),
+		limiter: newSourceLimiter(cfg.UnauthRate, cfg.UnauthBurst),
+		policy:  peerPolicy{allow: cfg.PeerAllow, deny: cfg.PeerDeny},
+		allocs:  map[allocKey]*allocInfo{},
+		users:   map[string]int{},
 	}
 	s.log = slog.New(gatedHandler{inner: cfg.Logger.Handler(), gate: &s.logs})
-	_, _ = rand.Read(s.nonceKey)
-	if len(s.secrets) == 0 {
-		b := make([]byte, 32)
-		_, _ = rand.Read(b)
-		s.secrets = []string{base64.RawURLEncoding.EncodeToString(b)}
-		s.generated = true
-	}
 	return s, nil
 }
 
 // GeneratedSecret reports whether New generated the secret because none was configured; it
 // changes on every restart, invalidating credentials minted before.
-func (s *Server) GeneratedSecret() bool { return s.generated }
+func (s *Server) GeneratedSecret() bool { return s.auth.generated }
 
 // Mint returns a credential for user valid for ttl, signed with Secrets[0].
 func (s *Server) Mint(user string, ttl time.Duration) Credential {
-	return NewCredential(s.secrets[0], user, time.Now().Add(ttl))
+	return s.auth.mint(user, ttl)
 }
 
 // Socket buffers. A listening socket carries every client of its share of the server, so
@@ -241,7 +217,7 @@ func (s *Server) Listen(ctx context.Context) error {
 		ListenerConfigs:   lcs,
 		LoggerFactory:     pionLogs{log: s.log},
 		Realm:             s.cfg.Realm,
-		AuthHandler:       s.authHandler,
+		AuthHandler:       s.auth.handler,
 		QuotaHandler:      s.quota,
 		EventHandler: turn.EventHandler{
 			OnAllocationCreated: s.onAllocationCreated,
@@ -268,7 +244,7 @@ func (s *Server) Listen(ctx context.Context) error {
 	s.log.Info("relay listening", "udp", conns[0].LocalAddr().String(), "sockets", len(conns),
 		"public_ipv4", s.relays.v4.public, "public_ipv6", s.relays.v6.public,
 		"relay_ports", fmt.Sprintf("%d-%d", s.cfg.RelayPortMin, s.cfg.RelayPortMax))
-	if s.generated {
+	if s.auth.generated {
 		s.log.Warn("relay generated a random TURN secret; it changes on restart")
 	}
 	return nil
@@ -558,9 +534,9 @@ func (s *Server) Close() error {
 	s.closeErr = err
 	clear(s.allocs)
 	clear(s.users)
-	clear(s.stash)
 	s.stats.allocsActive.Store(0)
 	s.mu.Unlock()
+	s.auth.reset()
 	return err
 }
 
@@ -573,40 +549,6 @@ func (s *Server) permit(_ net.Addr, peer net.IP) bool {
 	}
 	s.stats.permsRefused.Add(1)
 	return false
-}
-
-func stashKeyOf(a net.Addr) stashKey {
-	_, tcp := a.(*net.TCPAddr)
-	return stashKey{src: addrPortOf(a), tcp: tcp}
-}
-
-// maxStash bounds the stash. An entry lives from the filter to pion's AuthHandler, the
-// same goroutine a moment later; one is left behind only when pion refuses a request before
-// authenticating it (its own nonce aged out, unknown attributes), so clearing a full map
-// loses nothing in flight but at most one request per socket, which the client retransmits.
-const maxStash = 4096
-
-func (s *Server) stashKey(src netip.AddrPort, tcp bool, username, user string, key []byte) {
-	s.mu.Lock()
-	if len(s.stash) >= maxStash {
-		clear(s.stash)
-	}
-	s.stash[stashKey{src: src, tcp: tcp}] = stashEntry{username: username, user: user, key: key}
-	s.mu.Unlock()
-}
-
-// authHandler is pion's AuthHandler. Every request carrying MESSAGE-INTEGRITY was verified
-// by the filter, which left the key here; anything else is refused.
-func (s *Server) authHandler(ra *turn.RequestAttributes) (string, []byte, bool) {
-	k := stashKeyOf(ra.SrcAddr)
-	s.mu.Lock()
-	e, ok := s.stash[k]
-	delete(s.stash, k)
-	s.mu.Unlock()
-	if !ok || e.username != ra.Username || ra.Realm != s.cfg.Realm {
-		return "", nil, false
-	}
-	return e.user, e.key, true
 }
 
 // quota is pion's QuotaHandler (a refusal becomes 486). Counts move on the allocation
