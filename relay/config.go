@@ -103,6 +103,11 @@ type Config struct {
 	// UnauthBurst is the per-source burst for UnauthRate. Default 200.
 	UnauthBurst int
 
+	// Offload is a kernel fast path for ChannelData (relay/offload). The relay adds a Flow
+	// when a UDP client's channel binding and its permission are both live, removes it when
+	// either ends, and folds what it forwarded into Stats. Default nil: user space only.
+	Offload Offloader
+
 	// Logger receives the relay's logs and pion's; nothing is written to it once Close has
 	// returned. Default: discard.
 	Logger *slog.Logger

@@ -28,6 +28,7 @@ type Server struct {
 	auth    *authenticator
 	limiter *sourceLimiter
 	policy  peerPolicy // self is filled in by Listen, before any goroutine reads it
+	flows   *flowTable // shadow of pion's channels and permissions for cfg.Offload
 
 	stats    counters
 	draining atomic.Bool
@@ -92,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 		users:   map[string]int{},
 	}
 	s.log = slog.New(gatedHandler{inner: cfg.Logger.Handler(), gate: &s.logs})
+	s.flows = newFlowTable(cfg.Offload, s.policy.isSelf, s.localRelayAddr)
 	return s, nil
 }
 
@@ -224,6 +226,8 @@ func (s *Server) Listen(ctx context.Context) error {
 			OnAllocationDeleted: s.onAllocationDeleted,
 			OnPermissionCreated: s.onPermissionCreated,
 			OnPermissionDeleted: s.onPermissionDeleted,
+			OnChannelCreated:    s.onChannelCreated,
+			OnChannelDeleted:    s.onChannelDeleted,
 		},
 	})
 	if err != nil {
@@ -463,7 +467,10 @@ func (s *Server) Drain() { s.draining.Store(true) }
 func (s *Server) Allocations() int { return int(s.stats.allocsActive.Load()) }
 
 // Stats returns a snapshot of the counters.
-func (s *Server) Stats() Stats { return s.stats.snapshot() }
+func (s *Server) Stats() Stats {
+	s.flows.fold(&s.stats)
+	return s.stats.snapshot()
+}
 
 // drainPoll is how often Shutdown checks whether allocations have ended; allocations end on
 // client Refresh(0) or expiry, so 100 ms adds nothing noticeable to a shutdown.
@@ -505,11 +512,13 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	if ts == nil {
 		s.logs.close()
-		return nil
+		return s.flows.close(&s.stats)
 	}
+	// The fast path stops first (its counts folded), so everything after is user space.
+	offErr := s.flows.close(&s.stats)
 	// pion closes the UDP sockets and listeners; our listeners close their connections;
 	// the allocation managers, as their loops end, close the relay sockets.
-	err := ts.Close()
+	err := errors.Join(ts.Close(), offErr)
 	done := make(chan struct{})
 	go func() {
 		s.loops.Wait()          // listener read loops, accept loops, per-connection loops
@@ -642,10 +651,12 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, _, user, _ string) {
 	if ok {
 		s.stats.allocsActive.Add(-1)
 	}
+	s.flows.allocationDeleted(src, dst, &s.stats)
 	s.log.Debug("relay allocation deleted", "remote", src.String())
 }
 
-func (s *Server) onPermissionCreated(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+func (s *Server) onPermissionCreated(src, dst net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
+	s.flows.permissionCreated(src, dst, relayAddr, peer)
 	ip, ok := netip.AddrFromSlice(peer)
 	if !ok {
 		return
@@ -658,6 +669,7 @@ func (s *Server) onPermissionCreated(src, dst net.Addr, _, _, _ string, _ net.Ad
 }
 
 func (s *Server) onPermissionDeleted(src, dst net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+	s.flows.permissionDeleted(src, dst, peer, &s.stats)
 	ip, ok := netip.AddrFromSlice(peer)
 	if !ok {
 		return
@@ -667,4 +679,24 @@ func (s *Server) onPermissionDeleted(src, dst net.Addr, _, _, _ string, _ net.Ad
 		delete(a.perms, ip.Unmap())
 	}
 	s.mu.Unlock()
+}
+
+func (s *Server) onChannelCreated(src, dst net.Addr, _, _, _ string, relayAddr, peer net.Addr, ch uint16) {
+	s.flows.channelCreated(src, dst, relayAddr, peer, ch)
+}
+
+func (s *Server) onChannelDeleted(src, dst net.Addr, _, _, _ string, _, peer net.Addr, ch uint16) {
+	s.flows.channelDeleted(src, dst, peer, ch, &s.stats)
+}
+
+// localRelayAddr maps an advertised relay address to the address its socket is bound to.
+func (s *Server) localRelayAddr(public netip.AddrPort) netip.AddrPort {
+	if s.relays == nil {
+		return public
+	}
+	fam := &s.relays.v4
+	if public.Addr().Is6() {
+		fam = &s.relays.v6
+	}
+	return netip.AddrPortFrom(fam.bind, public.Port())
 }
