@@ -87,9 +87,16 @@ type Config struct {
 	// buffer; 4096 holds ~190 eight-person rooms all on TCP).
 	MaxTCPConns int
 	// TCPAuthTimeout is how long a new TCP/TLS connection has to complete its TLS handshake
-	// and send an authenticated request. Default 10s: a browser does this in one RTT plus a
-	// challenge round trip; longer only helps slowloris.
+	// and send an authenticated request. Default 5s: a browser needs about four round trips
+	// (TCP, TLS 1.3, the challenge, the authenticated Allocate), 2 s on a 500 ms satellite
+	// link, and 5 s leaves room for a retransmission; longer only helps slowloris.
 	TCPAuthTimeout time.Duration
+	// TCPUnauthPerSource caps the TCP/TLS connections one source IPv4 address or IPv6 /64
+	// may hold before they authenticate; excess connections are closed at accept, so one
+	// address cannot fill MaxTCPConns and lock everyone else out. Default 128: an office
+	// NAT with a whole mesh room of 8 behind it opens 8×7 peer connections × 2 (TCP and
+	// TLS) = 112 at once, each unauthenticated for a few round trips.
+	TCPUnauthPerSource int
 	// TCPIdleTimeout closes an authenticated TCP/TLS connection that sent nothing for this
 	// long. Default 11m: an idle allocation is refreshed at least every 10 minutes (the
 	// allocation lifetime), so only dead connections hit it.
@@ -124,7 +131,8 @@ const (
 	defaultMaxPermissions   = 32
 	defaultRealm            = "switchboard"
 	defaultMaxTCPConns      = 4096
-	defaultTCPAuthTimeout   = 10 * time.Second
+	defaultTCPAuthTimeout   = 5 * time.Second
+	defaultTCPUnauthPerSrc  = 128
 	defaultTCPIdleTimeout   = 11 * time.Minute
 	defaultUnauthRate       = 50
 	defaultUnauthBurst      = 200
@@ -201,6 +209,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.TCPAuthTimeout == 0 {
 		cfg.TCPAuthTimeout = defaultTCPAuthTimeout
 	}
+	if cfg.TCPUnauthPerSource == 0 {
+		cfg.TCPUnauthPerSource = defaultTCPUnauthPerSrc
+	}
 	if cfg.TCPIdleTimeout == 0 {
 		cfg.TCPIdleTimeout = defaultTCPIdleTimeout
 	}
@@ -213,7 +224,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	switch {
 	case cfg.MaxCredentialTTL < 0, cfg.MaxAllocationAge < 0, cfg.TCPAuthTimeout < 0, cfg.TCPIdleTimeout < 0:
 		return cfg, errors.New("relay: durations must not be negative")
-	case cfg.UserQuota < 0, cfg.TotalQuota < 0, cfg.MaxPermissions < 0, cfg.MaxTCPConns < 0,
+	case cfg.UserQuota < 0, cfg.TotalQuota < 0, cfg.MaxPermissions < 0, cfg.MaxTCPConns < 0, cfg.TCPUnauthPerSource < 0,
 		cfg.Sockets < 0, cfg.UnauthRate < 0, cfg.UnauthBurst < 0:
 		return cfg, errors.New("relay: limits must not be negative")
 	case cfg.Sockets > 64:

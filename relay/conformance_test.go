@@ -548,3 +548,79 @@ func TestTCPIdleTimeout(t *testing.T) {
 	// The client now stays silent: the connection, and with it the allocation, ends.
 	waitFor(t, "idle connection closed", func() bool { return s.tcpConns.Load() == 0 && s.Allocations() == 0 })
 }
+
+// TestTCPSourceStarvation: one address opening connections without authenticating cannot
+// lock another address out of TURN over TCP. Without the per-source cap the flood below
+// fills MaxTCPConns and the second address's connection is closed at accept.
+func TestTCPSourceStarvation(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.MaxTCPConns = 16
+	cfg.TCPUnauthPerSource = 4
+	cfg.TCPAuthTimeout = time.Minute // the flood's connections stay for the whole test
+	s := startServer(t, cfg)
+	attacker := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}}
+	const flood = 40
+	for range flood {
+		c, err := attacker.Dial("tcp", s.TCPAddr().String())
+		if err != nil {
+			t.Fatalf("flood dial: %v", err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	waitFor(t, "flood accepted or refused", func() bool {
+		return s.Stats().TCPConnsRefused == flood-uint64(cfg.TCPUnauthPerSource)
+	})
+	if got := s.tcpConns.Load(); got != int64(cfg.TCPUnauthPerSource) {
+		t.Errorf("connections held for 127.0.0.5 = %d, want %d", got, cfg.TCPUnauthPerSource)
+	}
+
+	// Another address allocates over TCP, several times, while the flood holds its share.
+	peer := echoPeer(t, "udp", "127.0.0.1:0")
+	cred := s.Mint("victim", time.Minute)
+	for i := range 3 {
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.6")}}).Dial("tcp", s.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := turn.NewSTUNConn(c)
+		cl, err := turn.NewClient(&turn.ClientConfig{
+			STUNServerAddr: s.TCPAddr().String(), TURNServerAddr: s.TCPAddr().String(), Conn: conn,
+			Username: cred.Username, Password: cred.Password, LoggerFactory: pionLogFactory{t},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := cl.Allocate()
+		if err != nil {
+			t.Fatalf("Allocate %d from 127.0.0.6 during the flood: %v", i, err)
+		}
+		exchange(t, rc, peer, 2)
+		_ = rc.Close()
+		cl.Close()
+		_ = conn.Close()
+	}
+	// Authenticated (and closed) connections leave the per-source count.
+	s.unauth.mu.Lock()
+	pending := s.unauth.n[netip.MustParseAddr("127.0.0.6")]
+	s.unauth.mu.Unlock()
+	if pending != 0 {
+		t.Errorf("127.0.0.6 still counts %d pending connections after authenticating", pending)
+	}
+}
+
+func TestSourceKey(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"127.0.0.5", "127.0.0.5"},
+		{"::ffff:192.0.2.1", "192.0.2.1"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"},
+		{"fe80::1%eth0", "fe80::"},
+	}
+	for _, tt := range tests {
+		if got := sourceKey(netip.MustParseAddr(tt.in)); got != netip.MustParseAddr(tt.want) {
+			t.Errorf("sourceKey(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}

@@ -33,6 +33,7 @@ type Server struct {
 	stats    counters
 	draining atomic.Bool
 	tcpConns atomic.Int64
+	unauth   unauthSources // TCP/TLS connections not yet authenticated, per source
 
 	// Set by Listen, read-only afterwards.
 	turn *turn.Server

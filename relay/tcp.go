@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,8 +63,15 @@ func (l *connListener) Accept() (net.Conn, error) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		src := sourceKey(addrPortOf(raw.RemoteAddr()).Addr())
+		if !l.s.unauth.take(src, l.s.cfg.TCPUnauthPerSource) {
+			l.s.stats.tcpRefused.Add(1)
+			_ = raw.Close()
+			continue
+		}
 		if l.s.tcpConns.Add(1) > int64(l.s.cfg.MaxTCPConns) {
 			l.s.tcpConns.Add(-1)
+			l.s.unauth.release(src)
 			l.s.stats.tcpRefused.Add(1)
 			_ = raw.Close()
 			continue
@@ -72,7 +80,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 		if l.tlsCfg != nil {
 			nc = tls.Server(raw, l.tlsCfg)
 		}
-		c := &tcpConn{Conn: nc, l: l}
+		c := &tcpConn{Conn: nc, l: l, src: src}
 		// The TLS handshake (lazy, on first Read) and the first authenticated request must
 		// both fit in TCPAuthTimeout.
 		_ = nc.SetReadDeadline(time.Now().Add(l.s.cfg.TCPAuthTimeout))
@@ -83,6 +91,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 		if l.closed {
 			l.mu.Unlock()
 			l.s.tcpConns.Add(-1)
+			l.s.unauth.release(src)
 			_ = nc.Close()
 			return nil, net.ErrClosed
 		}
@@ -119,7 +128,8 @@ type tcpConn struct {
 	net.Conn // the TCP or TLS connection
 	l        *connListener
 	filter   *filterConn
-	buf      []byte // owned by pion's read goroutine
+	buf      []byte     // owned by pion's read goroutine
+	src      netip.Addr // the source's unauthSources key, held until authenticated or closed
 
 	authed     atomic.Bool
 	lastReadDL atomic.Int64 // unix nanos when the idle deadline was last moved
@@ -149,6 +159,7 @@ func (c *tcpConn) Write(b []byte) (int, error) {
 // authenticated switches from the short pre-auth deadline to the idle deadline.
 func (c *tcpConn) authenticated() {
 	if !c.authed.Swap(true) {
+		c.l.s.unauth.release(c.src)
 		c.refreshReadDeadline()
 	}
 }
@@ -190,7 +201,50 @@ func (c *tcpConn) Close() error {
 		delete(c.l.conns, c)
 		c.l.mu.Unlock()
 		c.l.s.tcpConns.Add(-1)
+		if !c.authed.Swap(true) {
+			c.l.s.unauth.release(c.src)
+		}
 		c.l.s.loops.Done()
 	})
 	return err
+}
+
+// unauthSources counts, per source, the TCP/TLS connections that have not authenticated
+// yet (see Config.TCPUnauthPerSource). Touched twice per connection (accept, then
+// authentication or close), never per frame.
+type unauthSources struct {
+	mu sync.Mutex
+	n  map[netip.Addr]int // guarded by mu; only sources with connections pending
+}
+
+// sourceKey is the address a source is counted by: the IPv4 address, or the IPv6 /64 (one
+// host holds a whole /64 and could otherwise spread its connections over it).
+func sourceKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip
+}
+
+// take counts one more pending connection for src, unless it already has limit.
+func (u *unauthSources) take(src netip.Addr, limit int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n == nil {
+		u.n = map[netip.Addr]int{}
+	}
+	if u.n[src] >= limit {
+		return false
+	}
+	u.n[src]++
+	return true
+}
+
+func (u *unauthSources) release(src netip.Addr) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n[src]--; u.n[src] <= 0 {
+		delete(u.n, src)
+	}
 }
