@@ -71,17 +71,7 @@ func TestCoturnUclient(t *testing.T) {
 			}, tt.flags...)
 			args = append(args, "127.0.0.1")
 			out := runTool(t, 30*time.Second, uclient, args...)
-			m := regexp.MustCompile(`Total lost packets (\d+) \(([\d.]+)%\)`).FindStringSubmatch(out)
-			if m == nil {
-				t.Fatalf("no loss report in uclient output:\n%s", out)
-			}
-			if m[1] != "0" {
-				t.Fatalf("uclient lost %s packets (%s%%):\n%s", m[1], m[2], out)
-			}
-			sent := regexp.MustCompile(`Total send dropped (\d+)`).FindStringSubmatch(out)
-			if sent != nil && sent[1] != "0" {
-				t.Fatalf("uclient send dropped %s:\n%s", sent[1], out)
-			}
+			checkUclientLoss(t, out)
 			if tt.hairpin && s.Stats().PermissionsRefused != 0 {
 				t.Errorf("PermissionsRefused = %d, want 0", s.Stats().PermissionsRefused)
 			}
@@ -100,5 +90,21 @@ func TestCoturnStunclient(t *testing.T) {
 	out := runTool(t, 10*time.Second, stunclient, "-p", strconv.Itoa(int(addrPortOf(s.UDPAddr()).Port())), "127.0.0.1")
 	if !regexp.MustCompile(`(?i)UDP reflexive addr: 127\.0\.0\.1:\d+`).MatchString(out) {
 		t.Fatalf("no reflexive address in turnutils_stunclient output:\n%s", out)
+	}
+}
+
+// checkUclientLoss fails unless uclient's report says nothing was lost or dropped.
+func checkUclientLoss(t testing.TB, out string) {
+	t.Helper()
+	m := regexp.MustCompile(`Total lost packets (\d+) \(([\d.]+)%\)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no loss report in uclient output:\n%s", out)
+	}
+	if m[1] != "0" {
+		t.Fatalf("uclient lost %s packets (%s%%):\n%s", m[1], m[2], out)
+	}
+	sent := regexp.MustCompile(`Total send dropped (\d+)`).FindStringSubmatch(out)
+	if sent != nil && sent[1] != "0" {
+		t.Fatalf("uclient send dropped %s:\n%s", sent[1], out)
 	}
 }

@@ -154,6 +154,7 @@ type verdict struct {
 	chal  bool           // answer with a fresh challenge (code 401 or 438), else a signed error
 	key   []byte         // long-term key that verified the request
 	inner []byte         // pion's nonce, for the rewrite
+	drop  stun.AttrType  // an attribute to leave out of what pion gets (0: none)
 }
 
 func (c *filterConn) admit(p []byte, n int, addr net.Addr) (int, bool) {
@@ -220,6 +221,9 @@ func (c *filterConn) pass(p []byte, v verdict) (int, bool) {
 			out.Add(stun.AttrNonce, v.inner)
 			continue
 		}
+		if v.drop != 0 && a.Type == v.drop {
+			continue
+		}
 		out.Add(a.Type, a.Value)
 	}
 	if err := stun.MessageIntegrity(v.key).AddTo(out); err != nil || len(out.Raw) > len(p) {
@@ -284,6 +288,8 @@ func (c *filterConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		switch {
 		case t.Class == stun.ClassErrorResponse:
 			return c.writeError(p, addr)
+		case t == stun.NewType(stun.MethodAllocate, stun.ClassSuccessResponse):
+			c.learnReservation(p)
 		case t == stun.BindingSuccess && c.s.cfg.Software != "":
 			return c.writeBinding(p, addr)
 		}
@@ -382,6 +388,18 @@ func (s *Server) authorize(m *stun.Message, src, local netip.AddrPort, tcp bool)
 			s.stats.refused[refuseDraining].Add(1)
 			return signed(stun.CodeInsufficientCapacity)
 		}
+		if tok, err := m.Get(stun.AttrReservationToken); err == nil {
+			// RFC 8656 §7.2 steps 5 and 6: a token excludes EVEN-PORT and
+			// REQUESTED-ADDRESS-FAMILY (400); an unknown one gets 508.
+			switch {
+			case m.Contains(stun.AttrEvenPort), m.Contains(stun.AttrRequestedAddressFamily):
+				return signed(stun.CodeBadRequest)
+			case !s.resv.claim(tok, user, now):
+				return signed(stun.CodeInsufficientCapacity)
+			}
+			s.auth.admit(src, tcp, id)
+			return verdict{key: key, inner: id.inner, drop: stun.AttrReservationToken}
+		}
 	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind:
 		if v, refused := s.checkExisting(m, ak, user, expired, now); refused {
 			v.key = key // signs the error response; unused by challenges
@@ -452,4 +470,13 @@ func (s *Server) checkExisting(m *stun.Message, ak allocKey, user string, expire
 		return verdict{code: stun.CodeInsufficientCapacity}, true
 	}
 	return verdict{}, false
+}
+
+// learnReservation records a RESERVATION-TOKEN pion hands out (see reservation.go). Only
+// Allocate successes come here, once per allocation.
+func (c *filterConn) learnReservation(p []byte) {
+	m := &stun.Message{Raw: append([]byte(nil), p...)}
+	if m.Decode() == nil {
+		c.s.resv.learn(m, time.Now())
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/turn/v5"
 )
@@ -64,6 +65,9 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 	}
 	bind := func(port int) (*net.UDPConn, error) {
 		return net.ListenUDP(fam.network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, uint16(port))))
+	}
+	if conf.RequestedPort == 0 && conf.UserID != "" {
+		conf.RequestedPort = r.s.resv.take(conf.UserID, time.Now())
 	}
 	var conn *net.UDPConn
 	if conf.RequestedPort != 0 {

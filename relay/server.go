@@ -34,6 +34,7 @@ type Server struct {
 	draining atomic.Bool
 	tcpConns atomic.Int64
 	unauth   unauthSources // TCP/TLS connections not yet authenticated, per source
+	resv     reservations  // RESERVATION-TOKENs, across every listening socket
 
 	// Set by Listen, read-only afterwards.
 	turn *turn.Server

@@ -1,0 +1,111 @@
+package relay
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+)
+
+var evenPortReserve = stun.RawAttribute{Type: stun.AttrEvenPort, Value: []byte{0x80}}
+
+func relayedPort(t testing.TB, m *stun.Message) int {
+	t.Helper()
+	var a stun.XORMappedAddress
+	if err := a.GetFromAs(m, stun.AttrXORRelayedAddress); err != nil {
+		t.Fatalf("no XOR-RELAYED-ADDRESS: %v", err)
+	}
+	return a.Port
+}
+
+// TestReservationAnySocket: an EVEN-PORT (R=1) Allocate, then a RESERVATION-TOKEN Allocate
+// from another client port, as coturn's turnutils_uclient does for RTP and RTCP. With four
+// listening sockets the second request lands on another socket than the first most of the
+// time; every pair must get port+1 wherever it lands.
+func TestReservationAnySocket(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.Sockets = 4
+	s := startServer(t, cfg)
+	cred := s.Mint("rtp", time.Minute)
+	for i := range 12 {
+		rtp := newRawClient(t, s).login(stun.MethodAllocate, cred.Username, cred.Password)
+		r := rtp.signed(stun.MethodAllocate, requestedTransportUDP, evenPortReserve)
+		if got := errorCode(r); got != 0 {
+			t.Fatalf("pair %d: EVEN-PORT Allocate = %d", i, got)
+		}
+		port := relayedPort(t, r)
+		tok, err := r.Get(stun.AttrReservationToken)
+		if err != nil || port%2 != 0 {
+			t.Fatalf("pair %d: port %d, token %x (%v): want an even port and a token", i, port, tok, err)
+		}
+		rtcp := newRawClient(t, s).login(stun.MethodAllocate, cred.Username, cred.Password)
+		r2 := rtcp.signed(stun.MethodAllocate, requestedTransportUDP, stun.RawAttribute{Type: stun.AttrReservationToken, Value: tok})
+		if got := errorCode(r2); got != 0 {
+			t.Fatalf("pair %d: RESERVATION-TOKEN Allocate = %d, want success", i, got)
+		}
+		if got := relayedPort(t, r2); got != port+1 {
+			t.Fatalf("pair %d: reserved allocation on port %d, want %d", i, got, port+1)
+		}
+	}
+}
+
+func TestReservationErrors(t *testing.T) {
+	s := startServer(t, baseConfig(t))
+	cred := s.Mint("rtp", time.Minute)
+	tok := stun.RawAttribute{Type: stun.AttrReservationToken, Value: []byte("abcdefgh")}
+	raf := stun.RawAttribute{Type: stun.AttrRequestedAddressFamily, Value: []byte{1, 0, 0, 0}}
+	tests := []struct {
+		name  string
+		attrs []stun.Setter
+		want  int
+	}{
+		{"unknown token", []stun.Setter{requestedTransportUDP, tok}, 508},
+		{"token with EVEN-PORT", []stun.Setter{requestedTransportUDP, tok, evenPortReserve}, 400},
+		{"token with REQUESTED-ADDRESS-FAMILY", []stun.Setter{requestedTransportUDP, tok, raf}, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newRawClient(t, s).login(stun.MethodAllocate, cred.Username, cred.Password)
+			r := c.signed(stun.MethodAllocate, tt.attrs...)
+			if got := errorCode(r); got != tt.want {
+				t.Fatalf("Allocate = %d, want %d", got, tt.want)
+			}
+			if err := stun.MessageIntegrity(longTermKey(cred.Username, "switchboard", cred.Password)).Check(r); err != nil {
+				t.Errorf("error response not signed: %v", err)
+			}
+		})
+	}
+}
+
+// TestCoturnUclientRTCP: turnutils_uclient in its default mode (RTP and RTCP allocations,
+// EVEN-PORT then RESERVATION-TOKEN) over several listening sockets.
+func TestCoturnUclientRTCP(t *testing.T) {
+	uclient := coturnTool(t, "turnutils_uclient")
+	cfg := baseConfig(t)
+	cfg.Sockets = 4
+	s := startServer(t, cfg)
+	// uclient sends RTP to the peer port and RTCP to the next one: echo on both.
+	var peer *net.UDPAddr
+	for peer == nil {
+		p := echoPeer(t, "udp4", "127.0.0.1:0")
+		if p.Port%2 != 0 {
+			continue
+		}
+		if c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p.Port+1)); err == nil {
+			_ = c.Close()
+			echoPeer(t, "udp4", fmt.Sprintf("127.0.0.1:%d", p.Port+1))
+			peer = p
+		}
+	}
+	const clients, messages = 6, 20
+	out := runTool(t, 30*time.Second, uclient,
+		"-W", testSecret, "-u", "coturn", "-e", "127.0.0.1", "-r", fmt.Sprint(peer.Port),
+		"-p", fmt.Sprint(addrPortOf(s.UDPAddr()).Port()),
+		"-m", fmt.Sprint(clients), "-n", fmt.Sprint(messages), "-z", "5", "127.0.0.1")
+	checkUclientLoss(t, out)
+	if got := s.Stats().AllocationsCreated; got <= clients {
+		t.Fatalf("AllocationsCreated = %d, want more than %d (RTCP allocations too):\n%s", got, clients, out)
+	}
+}
