@@ -496,7 +496,7 @@ func (a *app) certKind() string {
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, jsonLogOptions(opts)))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
