@@ -23,6 +23,10 @@ type claims struct {
 	// Tokens from the operator's own web app do not carry it and are never
 	// extended: their lifetime is the operator's decision.
 	Renew bool `json:"rnw,omitempty"`
+	// Use is empty on a session token. An invite link's token says "invite"
+	// (signin.go): verifyToken refuses it, so a link can never stand in for a
+	// sign-in, and the sign-in endpoint refuses everything else as an invite.
+	Use string `json:"use,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -84,6 +88,9 @@ func verifyToken(secret []byte, tok string) (*claims, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Use != "" {
+		return nil, errors.New("token is not a sign-in token (an invite link's token goes to /api/signin)")
+	}
 	if c.Subject == "" {
 		return nil, errors.New("token has no sub")
 	}
@@ -92,6 +99,10 @@ func verifyToken(secret []byte, tok string) (*claims, error) {
 	}
 	return &c, nil
 }
+
+// ClientIP is the address a request comes from, believing X-Forwarded-For only
+// from trusted proxies (see clientIP). cmd uses it to keep /metrics local.
+func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr { return clientIP(r, trusted) }
 
 // clientIP is the socket peer, or the right-most untrusted X-Forwarded-For entry
 // when the socket peer is a trusted proxy (entries further left are client-supplied
