@@ -242,12 +242,23 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	unit := regexp.MustCompile(`(?m)^ExecStart=\S+`).ReplaceAllString(string(raw), "ExecStart="+self)
-	path := filepath.Join(t.TempDir(), "switchboard.service")
-	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
-		t.Fatal(err)
+	// The commented TLS key blocks (a group, LoadCredential=) as the
+	// README tells operators to uncomment them.
+	tlsBlocks := regexp.MustCompile(`(?m)^#((SupplementaryGroups|LoadCredential|Environment)=)`)
+	if n := len(tlsBlocks.FindAllString(unit, -1)); n < 4 {
+		t.Errorf("switchboard.service has %d commented TLS key directives, want the group and LoadCredential blocks", n)
 	}
-	if out, err := exec.CommandContext(t.Context(), tool, "verify", path).CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	for name, text := range map[string]string{
+		"as shipped":             unit,
+		"TLS blocks uncommented": tlsBlocks.ReplaceAllString(unit, "$1"),
+	} {
+		path := filepath.Join(t.TempDir(), "switchboard.service")
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.CommandContext(t.Context(), tool, "verify", path).CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			t.Errorf("systemd-analyze verify (%s): %v\n%s", name, err, out)
+		}
 	}
 }
 
