@@ -9,13 +9,6 @@ import (
 	"time"
 )
 
-// ICEServer is one entry of an RTCConfiguration.iceServers list.
-type ICEServer struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username,omitempty"`
-	Credential string   `json:"credential,omitempty"`
-}
-
 // ICEProvider mints a session's ICE servers; cmd implements it with relay.Server.Mint.
 // user is the session id (or the JWT subject / client IP for /api/ice-servers), so a
 // per-user TURN quota is per session. expires is when the credentials stop working;
@@ -135,8 +128,13 @@ type Config struct {
 	// stalest entries are evicted (an evicted IP starts with a full bucket).
 	MaxTrackedIPs int
 
-	// Router locates sessions and fans out room messages. Default: in-process.
+	// Router is the only way sessions reach each other: directory, rooms and
+	// delivery. Default: in-process (NewLocalRouter).
 	Router Router
+
+	// Directory finds a session by its resume token. Default: in-process
+	// (NewLocalDirectory).
+	Directory Directory
 
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger

@@ -61,6 +61,12 @@ func newServer(t testing.TB, cfg Config) *testServer {
 		ice = &fakeICE{}
 		cfg.ICE = ice
 	}
+	if cfg.Router == nil {
+		cfg.Router = testRouter(t)
+	}
+	if asyncRouting {
+		t.Logf("router: asynchronous (asyncRouter)")
+	}
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -74,15 +80,16 @@ func newServer(t testing.TB, cfg Config) *testServer {
 			t.Errorf("Close: %v", err)
 		}
 		srv.Close()
-		if err := goleak.Find(ignore); err != nil {
+		// An asyncRouter is stopped by its own cleanup, after this one.
+		if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("github.com/switchboard-rtc/switchboard/signaling.(*asyncRouter).loop")); err != nil {
 			t.Errorf("goroutines outlived the hub: %v", err)
 		}
 	})
 	return &testServer{hub: h, srv: srv, ice: ice, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"}
 }
 
-// wire is any server message, decoded loosely for assertions.
-type wire struct {
+// srvMsg is any server message, decoded loosely for assertions.
+type srvMsg struct {
 	Type       string          `json:"type"`
 	Seq        uint64          `json:"seq"`
 	Code       string          `json:"code"`
@@ -108,7 +115,7 @@ type wire struct {
 	raw        []byte
 }
 
-func (w wire) peerInfo(t testing.TB) peerInfo {
+func (w srvMsg) peerInfo(t testing.TB) peerInfo {
 	t.Helper()
 	var p peerInfo
 	if err := json.Unmarshal(w.Peer, &p); err != nil {
@@ -122,7 +129,7 @@ func (w wire) peerInfo(t testing.TB) peerInfo {
 type client struct {
 	t        testing.TB
 	c        *websocket.Conn
-	in       chan wire
+	in       chan srvMsg
 	done     chan struct{}
 	closeErr error // valid after done
 	id       string
@@ -158,7 +165,7 @@ func dialErr(t testing.TB, url string, opt *dialOpt) (*client, error) {
 		return nil, err
 	}
 	c.SetReadLimit(1 << 20)
-	cl := &client{t: t, c: c, in: make(chan wire, 4096), done: make(chan struct{})}
+	cl := &client{t: t, c: c, in: make(chan srvMsg, 4096), done: make(chan struct{})}
 	go cl.readLoop()
 	t.Cleanup(func() {
 		c.CloseNow()
@@ -175,7 +182,7 @@ func (c *client) readLoop() {
 			c.closeErr = err
 			return
 		}
-		var w wire
+		var w srvMsg
 		if err := json.Unmarshal(b, &w); err != nil {
 			c.t.Errorf("server sent invalid JSON %q: %v", b, err)
 			continue
@@ -224,7 +231,7 @@ func (c *client) sendRaw(b []byte) {
 const waitFor = 5 * time.Second
 
 // next returns the next message, failing after waitFor.
-func (c *client) next() wire {
+func (c *client) next() srvMsg {
 	c.t.Helper()
 	select {
 	case w := <-c.in:
@@ -232,11 +239,11 @@ func (c *client) next() wire {
 	case <-time.After(waitFor):
 		c.t.Fatalf("client %s: no message within %v", c.id, waitFor)
 	}
-	return wire{}
+	return srvMsg{}
 }
 
 // expect skips messages until one of type typ arrives (skipped ones must be in skip).
-func (c *client) expect(typ string, skip ...string) wire {
+func (c *client) expect(typ string, skip ...string) srvMsg {
 	c.t.Helper()
 	deadline := time.After(waitFor)
 	for {
@@ -258,7 +265,7 @@ func (c *client) expect(typ string, skip ...string) wire {
 	}
 }
 
-func (c *client) expectError(code string) wire {
+func (c *client) expectError(code string) srvMsg {
 	c.t.Helper()
 	w := c.expect("error")
 	if w.Code != code {
@@ -293,7 +300,7 @@ func (c *client) closed() websocket.StatusCode {
 }
 
 // hello sends hello and returns the welcome.
-func (c *client) hello(fields map[string]any) wire {
+func (c *client) hello(fields map[string]any) srvMsg {
 	c.t.Helper()
 	m := map[string]any{"type": "hello", "name": "anon"}
 	for k, v := range fields {

@@ -471,7 +471,7 @@ func testSlowConsumer(t *testing.T, cfg Config, refused bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var welcome wire
+	var welcome srvMsg
 	if err := json.Unmarshal(wb, &welcome); err != nil || welcome.Type != "welcome" {
 		t.Fatalf("welcome = %s, %v", wb, err)
 	}

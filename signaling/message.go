@@ -9,24 +9,26 @@ import (
 	"strconv"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
 // Error codes on the wire (PROTOCOL.md, "Error codes").
 const (
-	codeBadMessage      = "bad-message"
-	codeUnknownType     = "unknown-type"
-	codeHelloRequired   = "hello-required"
-	codePeerUnavailable = "peer-unavailable"
-	codeRateLimited     = "rate-limited"
-	codeUnauthorized    = "unauthorized"
-	codeTooLarge        = "too-large"
-	codeRoomFull        = "room-full"
-	codeNoSuchCall      = "no-such-call"
-	codeBusy            = "busy"
-	codeUndeliverable   = "undeliverable"
-	codeServerFull      = "server-full"
-	codeForbiddenRoom   = "forbidden-room"
-	codeInternal        = "internal-error"
+	codeBadMessage      = wire.CodeBadMessage
+	codeUnknownType     = wire.CodeUnknownType
+	codeHelloRequired   = wire.CodeHelloRequired
+	codePeerUnavailable = wire.CodePeerUnavailable
+	codeRateLimited     = wire.CodeRateLimited
+	codeUnauthorized    = wire.CodeUnauthorized
+	codeTooLarge        = wire.CodeTooLarge
+	codeRoomFull        = wire.CodeRoomFull
+	codeNoSuchCall      = wire.CodeNoSuchCall
+	codeBusy            = wire.CodeBusy
+	codeUndeliverable   = wire.CodeUndeliverable
+	codeServerFull      = wire.CodeServerFull
+	codeForbiddenRoom   = wire.CodeForbiddenRoom
+	codeInternal        = wire.CodeInternal
 )
 
 // maxRef bounds the encoded "ref" so a client cannot make the hub echo big blobs.
@@ -42,9 +44,11 @@ type inMsg struct {
 	Room   *string         `json:"room,omitempty"`
 	Token  string          `json:"token,omitempty"`
 	Resume string          `json:"resume,omitempty"`
-	To     string          `json:"to,omitempty"`
-	Call   string          `json:"call,omitempty"`
-	Data   json.RawMessage `json:"data,omitempty"`
+	// Attempt is hello.attempt: which socket of the client's for this session.
+	Attempt uint64          `json:"attempt,omitempty"`
+	To      string          `json:"to,omitempty"`
+	Call    string          `json:"call,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
 }
 
 // wireError is an error that becomes an {"type":"error"} message. Every handler
@@ -242,64 +246,20 @@ func (m *inMsg) validate() *wireError {
 	return nil
 }
 
-// Outgoing messages. Values are immutable once queued: the writer encodes them
-// outside every lock, possibly twice (replay).
+// Outgoing messages are the structs of package wire. Values are immutable once
+// queued: the writer encodes them outside every lock, possibly twice (replay).
 
-type peerInfo struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
-	Nearby bool   `json:"nearby"`
-}
+type (
+	peerInfo  = wire.Peer
+	heartbeat = wire.Heartbeat
+)
 
-type heartbeat struct {
-	Interval int64 `json:"interval"`
-	Timeout  int64 `json:"timeout"`
-}
+// ICEServer is one entry of an RTCConfiguration.iceServers list.
+type ICEServer = wire.ICEServer
 
-type welcomeMsg struct {
-	Type       string          `json:"type"`
-	ID         string          `json:"id"`
-	Resume     string          `json:"resume"`
-	Resumed    bool            `json:"resumed"`
-	ICEServers []ICEServer     `json:"iceServers"`
-	TTL        int64           `json:"ttl"`
-	Heartbeat  heartbeat       `json:"heartbeat"`
-	Room       string          `json:"room"`
-	Peers      []peerInfo      `json:"peers"`
-	Ack        uint64          `json:"ack"`
-	Ref        json.RawMessage `json:"ref,omitempty"`
-}
-
-// outMsg covers every sequenced server message but welcome. Fields that must be
-// present even when zero are pointers.
-type outMsg struct {
-	Type       string          `json:"type"`
-	Code       string          `json:"code,omitempty"`
-	Message    string          `json:"message,omitempty"`
-	ID         string          `json:"id,omitempty"`
-	Call       string          `json:"call,omitempty"`
-	From       string          `json:"from,omitempty"`
-	To         string          `json:"to,omitempty"`
-	Name       string          `json:"name,omitempty"`
-	Room       *string         `json:"room,omitempty"`
-	Peers      *[]peerInfo     `json:"peers,omitempty"`
-	Peer       *peerInfo       `json:"peer,omitempty"`
-	Polite     *bool           `json:"polite,omitempty"`
-	Reason     string          `json:"reason,omitempty"`
-	ICEServers []ICEServer     `json:"iceServers,omitempty"`
-	TTL        *int64          `json:"ttl,omitempty"`
-	Ack        *uint64         `json:"ack,omitempty"`
-	Data       json.RawMessage `json:"data,omitempty"`
-	Ref        json.RawMessage `json:"ref,omitempty"`
-}
-
-// acceptedMsg is separate because its "peer" is an id, not a peerInfo.
-type acceptedMsg struct {
-	Type   string          `json:"type"`
-	Call   string          `json:"call"`
-	Peer   string          `json:"peer"`
-	Polite bool            `json:"polite"`
-	Ref    json.RawMessage `json:"ref,omitempty"`
+// errorMsg is an error written directly (before hello, or right before a close).
+func errorMsg(code, msg string, ref json.RawMessage) wire.Error {
+	return wire.Error{Type: wire.TypeError, Code: code, Message: msg, Ref: ref}
 }
 
 // appendSignalBody appends {"type":"signal","from":...,"data":...} to b without

@@ -59,7 +59,7 @@ func (p *rpeer) drain() {
 	}
 }
 
-func (p *rpeer) handle(w wire) {
+func (p *rpeer) handle(w srvMsg) {
 	switch w.Type {
 	case "signal":
 		n, err := strconv.Atoi(string(w.Data))
@@ -111,7 +111,7 @@ func (p *rpeer) reconnect() {
 	}
 	nc.lastSeq, nc.id = last, p.id
 	nc.send(map[string]any{"type": "hello", "name": p.name, "resume": p.resume, "ack": last})
-	var w wire
+	var w srvMsg
 	for {
 		w = nc.next()
 		if w.Type == "welcome" {

@@ -1,18 +1,20 @@
 package signaling
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
-	"sync"
 )
 
-// Router errors.
+// Errors an Endpoint returns from Deliver; the Router turns them into bounces.
 var (
-	// ErrNoSession: the addressed session does not exist (anywhere).
+	// ErrNoSession: the session has ended (bounce BounceGone).
 	ErrNoSession = errors.New("signaling: no such session")
-	// ErrUndeliverable: the session exists but cannot take the message now (its
-	// replay window is full of messages it has not received yet).
+	// ErrUndeliverable: the session cannot take the message now, its replay
+	// window is full of messages it has not received yet (bounce BounceFull).
 	ErrUndeliverable = errors.New("signaling: undeliverable")
+	// ErrBusy: a call invite found the session in another call (bounce BounceBusy).
+	ErrBusy = errors.New("signaling: busy")
 	// ErrRoomFull: Join refused because the room is at its cap.
 	ErrRoomFull = errors.New("signaling: room full")
 )
@@ -26,36 +28,111 @@ type Member struct {
 	Net netip.Addr
 }
 
-// Message is one server→client message on its way to a session. Exactly one of
-// Body (an encoded JSON object starting with `{"type":`) and Value (marshaled by the
-// receiving session's writer, outside every lock) is set. From is the sending
-// session for relayed messages, so an undeliverable message can be reported back.
-type Message struct {
-	Body  []byte
-	Value any
-	From  string
+// Kind says what an Envelope's Body is.
+type Kind uint8
 
-	// pooled is set when Body is *pooled, a buffer of the hub's body pool: the
-	// receiving session gives it back once the client has acknowledged it (or
-	// the caller does, if delivery fails). Only for a message with one receiver.
-	pooled *[]byte
+const (
+	// KindClient: Body is a server→client message without its seq
+	// ({"type":"signal",...}, peer-joined, peer-left): the receiver numbers it
+	// and queues it for its client as it is.
+	KindClient Kind = iota + 1
+	// KindControl: Body is call control between the two halves of a call, JSON
+	// the receiving session reads (see control in calls.go).
+	KindControl
+	// KindBounce: an envelope that could not be delivered, on its way back to its
+	// sender; Reason says why, Bounced what it was.
+	KindBounce
+)
+
+// Reason says why an envelope bounced.
+type Reason uint8
+
+const (
+	// BounceGone: the receiver does not exist (any more).
+	BounceGone Reason = iota + 1
+	// BounceNotHere: the receiver is not in the envelope's Room (or unknown, for
+	// a room-checked send: the two cannot be told apart from outside the room).
+	BounceNotHere
+	// BounceFull: the receiver cannot take more messages now (ErrUndeliverable).
+	BounceFull
+	// BounceBusy: a call invite found the callee in another call (ErrBusy).
+	BounceBusy
+	// BounceLost: the receiver ended with messages from this sender it never
+	// confirmed; Body is how many, in decimal. Sent by the ending session itself.
+	BounceLost
+)
+
+// Envelope is one message between two sessions, or from a session to a room. It
+// is a plain value that can cross a network: strings and encoded bytes, nothing
+// the receiver has to share with the sender.
+type Envelope struct {
+	Kind Kind
+	// From is the sending session, where bounces go; "" wants no bounce.
+	From string
+	// To is the receiving session (Send); empty for a Broadcast.
+	To string
+	// Room is the room of a Broadcast, and of a Send with InRoom set: then the
+	// receiver must be a member of Room, else the envelope bounces BounceNotHere.
+	// One check at delivery, so that a move between a check and a send cannot
+	// slip a message into the wrong room.
+	Room   string
+	InRoom bool
+	// Ref is the sender's request reference (JSON), opaque to the router and
+	// carried back in a bounce so that the sender can answer the request.
+	Ref json.RawMessage
+	// Body is the encoded message. Neither Send, Broadcast nor Deliver keeps it
+	// after returning: an asynchronous router copies it, a session copies what it
+	// queues. So a sender may reuse its buffer at once.
+	Body []byte
+
+	// Reason and Bounced are set on a bounce (Kind KindBounce): From and To are
+	// then swapped relative to the envelope that failed, whose Kind was Bounced
+	// and whose Body and Ref this one carries.
+	Reason  Reason
+	Bounced Kind
 }
 
-// Endpoint receives messages for one local session. Deliver must not block. On
-// success the message belongs to the endpoint; on error it stays the caller's.
+// bounce is the envelope that tells e's sender why e did not arrive.
+func (e Envelope) bounce(why Reason) Envelope {
+	return Envelope{Kind: KindBounce, From: e.To, To: e.From, Room: e.Room, Ref: e.Ref, Body: e.Body,
+		Reason: why, Bounced: e.Kind}
+}
+
+// bounceFor maps an Endpoint's Deliver error to a bounce reason.
+func bounceFor(err error) Reason {
+	switch {
+	case errors.Is(err, ErrBusy):
+		return BounceBusy
+	case errors.Is(err, ErrUndeliverable):
+		return BounceFull
+	default:
+		return BounceGone
+	}
+}
+
+// Endpoint is a session as a Router sees it.
 type Endpoint interface {
-	Deliver(m Message) error
+	// Deliver hands e to the session. It never blocks; it may call the Router
+	// (a callee answers an invite), so a router calls it with no lock held. An
+	// error (ErrNoSession, ErrUndeliverable, ErrBusy) makes the router bounce e
+	// to its sender; errors on a bounce are dropped (a bounce never bounces).
+	Deliver(e Envelope) error
 }
 
-// Router is where sessions are: directory, room membership and delivery. The
-// in-process implementation (NewLocalRouter) serves one hub; an implementation
-// over NATS can span several instances without touching the WebSocket code.
+// Router is the only way a session reaches another one: directory of sessions,
+// room membership and delivery. NewLocalRouter serves one node; a router over a
+// message bus (NATS) can span several, in its own package: everything here is
+// values that encode to bytes.
 //
-// Methods are called with or without the hub's lock held (membership and calls
-// hold it; relaying a signal does not), so implementations must not block (a
-// remote router publishes asynchronously) and must not call back into the hub.
-// Lock order: Hub.mu, then the router's lock, then a session's lock; the local
-// router releases its lock before calling Endpoint.Deliver.
+// Send and Broadcast are asynchronous as far as the caller knows: they return
+// nothing about the receivers, whose failures come back to the sender as a
+// bounce (an Envelope of KindBounce delivered to From). Envelopes from one
+// sender to one receiver arrive in the order they were sent.
+//
+// Methods never block on a session and are called without the hub's lock.
+// Lock order: a session's handling lock, then the Hub's, then the router's,
+// then a session's mu; a router holds no lock of its own while it calls
+// Endpoint.Deliver.
 type Router interface {
 	// Register makes a local session reachable by id; Unregister forgets it and
 	// removes it from its room.
@@ -64,150 +141,30 @@ type Router interface {
 	// Join moves m into room (leaving its previous room) and returns the other
 	// members. ErrRoomFull when the room already has max members.
 	Join(room string, m Member, max int) (others []Member, err error)
-	// RoomOf reports the room of session id.
-	RoomOf(id string) (room string, ok bool)
 	// Members lists room (any order).
 	Members(room string) []Member
-	// Send delivers m to session id: ErrNoSession or the Endpoint's error.
-	Send(id string, m Message) error
-	// Broadcast delivers m to every member of room except `except`, returning the
-	// ids that could not take it.
-	Broadcast(room, except string, m Message) (failed []string)
-	// Rooms counts non-empty rooms.
+	// Send delivers e to session e.To (room-checked when e.InRoom).
+	Send(e Envelope)
+	// Broadcast delivers e to every member of e.Room except e.From.
+	Broadcast(e Envelope)
+	// Rooms counts non-empty rooms (for metrics; a cluster may count its own node's).
 	Rooms() int
 }
 
-// NewLocalRouter returns the in-process Router.
-func NewLocalRouter() Router {
-	return &localRouter{
-		eps:   make(map[string]*localEntry),
-		rooms: make(map[string]map[string]*localEntry),
-	}
-}
-
-type localEntry struct {
-	ep   Endpoint
-	m    Member
-	room string
-	in   bool // member of room
-}
-
-type localRouter struct {
-	// An RWMutex: every relayed signal reads (RoomOf, then Send) while only
-	// membership changes write, so concurrent relays need not queue on each other.
-	mu    sync.RWMutex
-	eps   map[string]*localEntry            // guarded by mu
-	rooms map[string]map[string]*localEntry // guarded by mu; room → id → entry
-}
-
-func (r *localRouter) Register(id string, ep Endpoint) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.eps[id] = &localEntry{ep: ep, m: Member{ID: id}}
-}
-
-func (r *localRouter) Unregister(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e, ok := r.eps[id]; ok {
-		r.leaveLocked(e)
-		delete(r.eps, id)
-	}
-}
-
-func (r *localRouter) leaveLocked(e *localEntry) {
-	if !e.in {
-		return
-	}
-	if m := r.rooms[e.room]; m != nil {
-		delete(m, e.m.ID)
-		if len(m) == 0 {
-			delete(r.rooms, e.room)
-		}
-	}
-	e.in = false
-}
-
-func (r *localRouter) Join(room string, m Member, max int) ([]Member, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, ok := r.eps[m.ID]
-	if !ok {
-		return nil, ErrNoSession
-	}
-	members := r.rooms[room]
-	if e.in && e.room == room {
-		return membersExcept(members, m.ID), nil
-	}
-	if len(members) >= max {
-		return nil, ErrRoomFull
-	}
-	r.leaveLocked(e)
-	if members == nil {
-		members = make(map[string]*localEntry)
-		r.rooms[room] = members
-	}
-	others := membersExcept(members, m.ID)
-	e.m, e.room, e.in = m, room, true
-	members[m.ID] = e
-	return others, nil
-}
-
-func membersExcept(ms map[string]*localEntry, id string) []Member {
-	out := make([]Member, 0, len(ms))
-	for _, e := range ms {
-		if e.m.ID != id {
-			out = append(out, e.m)
-		}
-	}
-	return out
-}
-
-func (r *localRouter) RoomOf(id string) (string, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	e, ok := r.eps[id]
-	if !ok || !e.in {
-		return "", false
-	}
-	return e.room, true
-}
-
-func (r *localRouter) Members(room string) []Member {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return membersExcept(r.rooms[room], "")
-}
-
-func (r *localRouter) Send(id string, m Message) error {
-	r.mu.RLock()
-	e, ok := r.eps[id]
-	r.mu.RUnlock()
-	if !ok {
-		return ErrNoSession
-	}
-	return e.ep.Deliver(m)
-}
-
-func (r *localRouter) Broadcast(room, except string, m Message) (failed []string) {
-	r.mu.RLock()
-	eps := make([]*localEntry, 0, len(r.rooms[room]))
-	for id, e := range r.rooms[room] {
-		if id != except {
-			eps = append(eps, e)
-		}
-	}
-	r.mu.RUnlock()
-	for _, e := range eps {
-		if err := e.ep.Deliver(m); err != nil {
-			failed = append(failed, e.m.ID)
-		}
-	}
-	return failed
-}
-
-func (r *localRouter) Rooms() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.rooms)
+// Directory maps resume tokens to sessions, so that a client whose link dropped
+// finds its session again. NewLocalDirectory serves one node; a cluster
+// implements it over shared storage. Methods must not block for long: the hub
+// calls Accept with its lock held.
+type Directory interface {
+	// Add records token as the resume token of session id.
+	Add(token, id string)
+	// Lookup returns the session of token.
+	Lookup(token string) (id string, ok bool)
+	// Accept records that a resume with attempt (hello.attempt) of token is
+	// taking place. It refuses (false) a stale attempt: one not zero and not
+	// above the highest attempt accepted so far. Zero (clients that do not
+	// count) is always accepted and changes nothing.
+	Accept(token string, attempt uint64) bool
+	// Remove forgets token: its session has ended.
+	Remove(token string)
 }

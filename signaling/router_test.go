@@ -1,18 +1,41 @@
 package signaling
 
 import (
+	"encoding/json"
 	"errors"
-	"sync/atomic"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 )
 
-type nopEndpoint struct{ n atomic.Int64 }
+// recEndpoint records what a router delivered to it and answers with err.
+type recEndpoint struct {
+	mu  sync.Mutex
+	got []Envelope
+	err error
+}
 
-func (e *nopEndpoint) Deliver(Message) error { e.n.Add(1); return nil }
+func (e *recEndpoint) Deliver(env Envelope) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	env.Body = slices.Clone(env.Body)
+	e.got = append(e.got, env)
+	return e.err
+}
+
+func (e *recEndpoint) take() []Envelope {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := e.got
+	e.got = nil
+	return out
+}
 
 func TestLocalRouter(t *testing.T) {
 	r := NewLocalRouter()
-	eps := map[string]*nopEndpoint{"a": {}, "b": {}, "c": {}}
+	eps := map[string]*recEndpoint{"a": {}, "b": {}, "c": {}, "busy": {err: ErrBusy}}
 	for id, ep := range eps {
 		r.Register(id, ep)
 	}
@@ -29,6 +52,7 @@ func TestLocalRouter(t *testing.T) {
 		{name: "rejoin same room", join: "a", room: "x", wantOther: 1},
 		{name: "move", join: "b", room: "y", wantOther: 0},
 		{name: "room has space again", join: "c", room: "x", wantOther: 1},
+		{name: "busy one", join: "busy", room: "y", wantOther: 1},
 	}
 	for _, st := range steps {
 		others, err := r.Join(st.room, Member{ID: st.join}, 2)
@@ -36,51 +60,216 @@ func TestLocalRouter(t *testing.T) {
 			t.Fatalf("%s: Join(%s, %s) = %d others, %v; want %d, %v", st.name, st.room, st.join, len(others), err, st.wantOther, st.wantErr)
 		}
 	}
-	if room, ok := r.RoomOf("b"); !ok || room != "y" {
-		t.Fatalf("RoomOf(b) = %q, %v", room, ok)
+	// x: a, c; y: b, busy.
+	sends := []struct {
+		name     string
+		e        Envelope
+		to       string // who gets it ("" nobody)
+		bounceTo string // who gets a bounce ("" nobody)
+		reason   Reason
+	}{
+		{name: "room-checked, member", e: Envelope{Kind: KindClient, From: "a", To: "c", Room: "x", InRoom: true}, to: "c"},
+		{name: "room-checked, other room", e: Envelope{Kind: KindClient, From: "a", To: "b", Room: "x", InRoom: true}, bounceTo: "a", reason: BounceNotHere},
+		{name: "room-checked, unknown", e: Envelope{Kind: KindClient, From: "a", To: "zed", Room: "x", InRoom: true}, bounceTo: "a", reason: BounceNotHere},
+		{name: "unchecked, other room", e: Envelope{Kind: KindControl, From: "a", To: "b"}, to: "b"},
+		{name: "unchecked, unknown", e: Envelope{Kind: KindControl, From: "a", To: "zed"}, bounceTo: "a", reason: BounceGone},
+		{name: "refused", e: Envelope{Kind: KindControl, From: "a", To: "busy"}, to: "busy", bounceTo: "a", reason: BounceBusy},
+		{name: "no sender, no bounce", e: Envelope{Kind: KindClient, To: "zed"}},
+		{name: "a bounce never bounces", e: Envelope{Kind: KindBounce, From: "a", To: "busy"}, to: "busy"},
 	}
-	if failed := r.Broadcast("x", "a", Message{Body: []byte(`{"type":"x"}`)}); len(failed) != 0 || eps["c"].n.Load() != 1 || eps["a"].n.Load() != 0 {
-		t.Fatalf("Broadcast: failed %v, c got %d, a got %d", failed, eps["c"].n.Load(), eps["a"].n.Load())
+	for _, st := range sends {
+		r.Send(st.e)
+		for id, ep := range eps {
+			got := ep.take()
+			var want []string
+			if id == st.to {
+				want = append(want, fmt.Sprint(st.e.Kind))
+			}
+			if id == st.bounceTo {
+				want = append(want, fmt.Sprint(KindBounce, st.reason, st.e.Kind, st.e.To))
+			}
+			var have []string
+			for _, e := range got {
+				if e.Kind == KindBounce && e.From != "" && e.From != "a" {
+					have = append(have, fmt.Sprint(e.Kind, e.Reason, e.Bounced, e.From))
+				} else {
+					have = append(have, fmt.Sprint(e.Kind))
+				}
+			}
+			if !slices.Equal(have, want) {
+				t.Errorf("%s: %s got %v, want %v", st.name, id, have, want)
+			}
+		}
+	}
+	r.Broadcast(Envelope{Kind: KindClient, From: "b", Room: "y", Body: []byte(`{"type":"x"}`)})
+	if got := eps["busy"].take(); len(got) != 1 || string(got[0].Body) != `{"type":"x"}` {
+		t.Fatalf("Broadcast: busy got %v", got)
+	}
+	if got := eps["b"].take(); len(got) != 1 || got[0].Kind != KindBounce || got[0].From != "busy" || got[0].Reason != BounceBusy {
+		t.Fatalf("Broadcast: sender got %+v, want one bounce from busy", got)
 	}
 	r.Unregister("b")
-	if err := r.Send("b", Message{}); !errors.Is(err, ErrNoSession) {
-		t.Fatalf("Send to unregistered = %v, want ErrNoSession", err)
+	r.Send(Envelope{Kind: KindClient, From: "a", To: "b"})
+	if got := eps["a"].take(); len(got) != 1 || got[0].Reason != BounceGone {
+		t.Fatalf("Send to unregistered: sender got %+v, want BounceGone", got)
 	}
+	if n := r.Rooms(); n != 2 {
+		t.Fatalf("Rooms() = %d, want 2", n)
+	}
+	r.Unregister("busy")
 	if n := r.Rooms(); n != 1 {
 		t.Fatalf("Rooms() = %d, want 1 (y emptied)", n)
 	}
 }
 
-// countingRouter wraps a Router: the hub must route everything through it.
-type countingRouter struct {
+func TestLocalDirectory(t *testing.T) {
+	d := NewLocalDirectory()
+	d.Add("tok", "id1")
+	if id, ok := d.Lookup("tok"); !ok || id != "id1" {
+		t.Fatalf("Lookup = %q, %v", id, ok)
+	}
+	for _, st := range []struct {
+		attempt uint64
+		want    bool
+	}{{0, true}, {2, true}, {1, false}, {2, false}, {0, true}, {3, true}} {
+		if got := d.Accept("tok", st.attempt); got != st.want {
+			t.Fatalf("Accept(%d) = %v, want %v", st.attempt, got, st.want)
+		}
+	}
+	d.Remove("tok")
+	if _, ok := d.Lookup("tok"); ok || d.Accept("tok", 9) {
+		t.Fatal("token still known after Remove")
+	}
+}
+
+// recRouter wraps a Router and records every envelope it delivers, bounces
+// included, by wrapping the endpoints it is given: what a session receives
+// from another without passing here is a bypass of the seam.
+type recRouter struct {
 	Router
-	sends, broadcasts atomic.Int64
+	mu  sync.Mutex
+	log []Envelope
 }
 
-func (c *countingRouter) Send(id string, m Message) error {
-	c.sends.Add(1)
-	return c.Router.Send(id, m)
+type recWrap struct {
+	r  *recRouter
+	ep Endpoint
+	id string
 }
 
-func (c *countingRouter) Broadcast(room, except string, m Message) []string {
-	c.broadcasts.Add(1)
-	return c.Router.Broadcast(room, except, m)
+func (w recWrap) Deliver(e Envelope) error {
+	c := e
+	c.Body = slices.Clone(e.Body)
+	if c.To == "" {
+		c.To = w.id // a broadcast
+	}
+	w.r.mu.Lock()
+	w.r.log = append(w.r.log, c)
+	w.r.mu.Unlock()
+	return w.ep.Deliver(e)
 }
 
-// TestCustomRouter: the WebSocket side only reaches other sessions through
-// Config.Router, the seam for a NATS implementation.
-func TestCustomRouter(t *testing.T) {
-	cr := &countingRouter{Router: NewLocalRouter()}
-	ts := newServer(t, Config{Router: cr})
+func (r *recRouter) Register(id string, ep Endpoint) { r.Router.Register(id, recWrap{r, ep, id}) }
+
+// take returns what was delivered since the last take, rendered with names
+// instead of ids and sorted (deliveries to several sessions race).
+func (r *recRouter) take(names map[string]string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.log {
+		what := ""
+		switch e.Kind {
+		case KindClient:
+			var m struct{ Type string }
+			_ = json.Unmarshal(e.Body, &m)
+			what = "client " + m.Type
+		case KindControl:
+			var c control
+			_ = json.Unmarshal(e.Body, &c)
+			what = "control " + c.Op
+			if c.Reason != "" {
+				what += " " + c.Reason
+			}
+		case KindBounce:
+			what = fmt.Sprintf("bounce %d of %d", e.Reason, e.Bounced)
+		}
+		out = append(out, fmt.Sprintf("%s %s>%s", what, names[e.From], names[e.To]))
+	}
+	r.log = nil
+	slices.Sort(out)
+	return out
+}
+
+// TestEverythingCrossesTheRouter: every message one session causes another to
+// receive is an envelope the Router delivered: presence, calls (answer, ring
+// timeout, hangup), the end of a grace, undeliverable notices.
+func TestEverythingCrossesTheRouter(t *testing.T) {
+	rr := &recRouter{Router: testRouter(t)}
+	ts := newServer(t, Config{Router: rr, RingTimeout: 100 * time.Millisecond, ResumeGrace: 100 * time.Millisecond})
 	a := join(t, ts, "a", "r")
 	b := join(t, ts, "b", "r")
 	a.expect("peer-joined")
-	before := cr.sends.Load()
-	a.send(map[string]any{"type": "signal", "to": b.id, "data": 1})
-	b.expect("signal")
-	a.send(map[string]any{"type": "signal", "to": "*", "data": 2})
-	b.expect("signal")
-	if cr.sends.Load() != before+1 || cr.broadcasts.Load() != 1 {
-		t.Fatalf("router saw %d sends, %d broadcasts; want 1 and 1", cr.sends.Load()-before, cr.broadcasts.Load())
+	names := map[string]string{a.id: "a", b.id: "b", "": "-", "nobody": "nobody"}
+	eventually(t, "peer-joined delivered", func() bool { rr.mu.Lock(); defer rr.mu.Unlock(); return len(rr.log) == 1 })
+	phases := []struct {
+		name string
+		run  func()
+		want []string
+	}{
+		{name: "presence", run: func() {}, want: []string{"client peer-joined ->a"}},
+		{name: "whole call", run: func() {
+			a.send(map[string]any{"type": "call", "to": b.id, "call": "c1"})
+			a.expect("ringing")
+			b.expect("call")
+			b.send(map[string]any{"type": "accept", "call": "c1"})
+			a.expect("accepted")
+			b.expect("accepted")
+			a.send(map[string]any{"type": "hangup", "call": "c1"})
+			b.expect("hangup")
+		}, want: []string{"control accept b>a", "control hangup hangup a>b", "control invite a>b", "control ringing b>a"}},
+		{name: "ring timeout", run: func() {
+			a.send(map[string]any{"type": "call", "to": b.id, "call": "c2"})
+			a.expect("ringing")
+			b.expect("call")
+			a.expect("timeout")
+			b.expect("timeout")
+		}, want: []string{"control invite a>b", "control ringing b>a", "control timeout a>b"}},
+		{name: "signal and errors", run: func() {
+			a.send(map[string]any{"type": "signal", "to": b.id, "data": 1})
+			b.expect("signal")
+			a.send(map[string]any{"type": "signal", "to": "nobody", "data": 1})
+			a.expectError(codePeerUnavailable)
+			a.send(map[string]any{"type": "call", "to": "nobody", "call": "c3"})
+			a.expectError(codePeerUnavailable)
+		}, want: []string{"bounce 2 of 1 nobody>a", "bounce 2 of 2 nobody>a", "client signal a>b"}},
+		{name: "grace end mid-call with unread messages", run: func() {
+			a.send(map[string]any{"type": "call", "to": b.id, "call": "c4"})
+			a.expect("ringing")
+			b.expect("call")
+			b.send(map[string]any{"type": "accept", "call": "c4"})
+			a.expect("accepted")
+			b.expect("accepted")
+			b.c.CloseNow()
+			eventually(t, "b away", func() bool { return ts.hub.Stats().Detached == 1 })
+			a.send(map[string]any{"type": "signal", "to": b.id, "data": 2})
+			if w := a.expect("hangup"); w.Reason != "left" {
+				t.Fatalf("hangup = %s", w.raw)
+			}
+			a.expect("peer-left")
+			if w := a.expectError(codeUndeliverable); w.To != b.id {
+				t.Fatalf("undeliverable = %s", w.raw)
+			}
+		}, want: []string{"bounce 5 of 1 b>a", "client peer-left ->a", "client signal a>b",
+			"control accept b>a", "control hangup left b>a", "control invite a>b", "control ringing b>a"}},
+	}
+	for _, ph := range phases {
+		ph.run()
+		var got []string
+		eventually(t, ph.name, func() bool { got = append(got, rr.take(names)...); return len(got) >= len(ph.want) })
+		slices.Sort(got)
+		if !slices.Equal(got, ph.want) {
+			t.Fatalf("%s: the router delivered\n%q\nwant\n%q", ph.name, got, ph.want)
+		}
 	}
 }

@@ -3,41 +3,47 @@ package signaling
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
+
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
-// session is one peer: id, name, room, call and its numbered outgoing messages. It
-// outlives its links (resume). Kept small: a hub holds tens of thousands of them.
+// session is one peer: id, name, room, its half of a call and its numbered
+// outgoing messages. It outlives its links (resume). It is the Endpoint the
+// Router delivers to, and owns the handlers of its client's messages
+// (dispatch.go). Kept small: a hub holds tens of thousands of them.
 type session struct {
 	// Static after newSession.
-	h      *Hub
+	e      *env
 	id     string
 	resume string
 	name   string
-	grant  *grant     // from the hello's token; nil in open mode
 	net    netip.Addr // netKey of the client IP at hello (for nearby)
 
 	// handling is held while one client message of this session is processed and
 	// while a resume swaps the link: see Hub.handle. Taken before Hub.mu.
 	handling sync.Mutex
 
-	// room is written with Hub.mu and mu held: either is enough to read it.
-	room string
-
 	// guarded by Hub.mu
-	call       *call
-	graceUntil int64 // Hub.mono; set while detached
-	refreshAt  int64 // Hub.mono: when to push fresh ICE servers; 0: never
+	grant      *grant // from the hello's token; nil in open mode
+	graceUntil int64  // env.mono; set while detached
+	refreshAt  int64  // env.mono: when to push fresh ICE servers; 0: never
 	refreshing bool
+	ended      bool // out of the hub's sets: ending or ended (see Hub.endLocked)
 
 	// guarded by mu; link is written with Hub.mu held as well, so holding
-	// either one is enough to read it.
+	// either one is enough to read it. room and call are written only by the
+	// session's own handlers (under handling) and by end.
 	mu        sync.Mutex
+	room      string
+	call      *half         // this session's half of its call; nil: none
 	inSeq     uint64        // last processed client seq
 	limiter   *rate.Limiter // nil until the first message after hello (see allowLocked)
 	link      *link         // nil while in resume grace
@@ -51,10 +57,15 @@ type session struct {
 }
 
 // grant is what a session keeps of its JWT. It sits behind a pointer so that
-// sessions in open mode (no token) do not carry two empty strings each.
+// sessions in open mode (no token) do not carry it.
 type grant struct {
-	sub  string // JWT subject
-	room string // JWT room claim ("" = any room)
+	sub  string // JWT subject; static
+	room string // JWT room claim ("" = any room); static
+
+	// guarded by Hub.mu: a renewable token (rnw claim) and when to push its successor
+	renew    *claims // nil: not renewable
+	renewAt  int64   // env.mono; 0: never
+	renewing bool
 }
 
 // subject is the JWT subject of s, "" in open mode.
@@ -79,41 +90,40 @@ func (s *session) roomClaim() string {
 // changes nothing a client can see.
 func (s *session) allowLocked() bool {
 	if s.limiter == nil {
-		s.limiter = rate.NewLimiter(rate.Limit(s.h.cfg.MessageRate), s.h.cfg.MessageBurst)
+		s.limiter = rate.NewLimiter(rate.Limit(s.e.cfg.MessageRate), s.e.cfg.MessageBurst)
 	}
 	return s.limiter.Allow()
 }
 
-type queued struct {
-	seq uint64
-	msg Message
+// outgoing is one server→client message in a session's queue. Exactly one of
+// Body (an encoded JSON object starting with `{"type":`) and Value (a message
+// of this session's own, marshaled by the writer outside every lock) is set.
+// From is the sending session of a delivered message, told when it is lost.
+type outgoing struct {
+	Body  []byte
+	Value any
+	From  string
+
+	// pooled is set when Body is *pooled, a buffer of env.bodies: it goes back
+	// once the client has acknowledged the message.
+	pooled *[]byte
 }
 
-// valueCost is what a Message carrying a Value (not yet encoded) counts towards
-// ReplayBytes: those are the hub's own small messages (errors, presence, call
-// events, joined with at most MaxRoomSize peers, ice-servers), a few hundred bytes.
+type queued struct {
+	seq uint64
+	msg outgoing
+}
+
+// valueCost is what a message carrying a Value (not yet encoded) counts towards
+// ReplayBytes: those are the hub's own small messages (errors, call events,
+// joined with at most MaxRoomSize peers, ice-servers, token), a few hundred bytes.
 const valueCost = 512
 
-func (m Message) cost() int {
+func (m outgoing) cost() int {
 	if m.Body != nil {
 		return len(m.Body)
 	}
 	return valueCost
-}
-
-func (h *Hub) newSession(l *link, name, room string, cl *claims) *session {
-	s := &session{
-		h:      h,
-		id:     newID(16),
-		resume: newID(24),
-		name:   name,
-		net:    netKey(l.ip),
-		room:   room,
-	}
-	if cl != nil {
-		s.grant = &grant{sub: cl.Subject, room: cl.Room}
-	}
-	return s
 }
 
 func (s *session) member() Member { return Member{ID: s.id, Name: s.name, Net: s.net} }
@@ -130,17 +140,86 @@ func (s *session) peerList(ms []Member) []peerInfo {
 	return out
 }
 
-// Deliver numbers m and queues it for s. It never blocks: a link that falls more
-// than SendQueue behind is cut (slow consumer) and the session waits in its grace
-// with everything kept; only a full replay window of unwritten messages refuses.
-func (s *session) Deliver(m Message) error {
+// Deliver takes an envelope from the Router (Endpoint). A client message is
+// copied into a pooled buffer and queued; call control and bounces are turned
+// into this session's state and its client's messages.
+func (s *session) Deliver(e Envelope) error {
+	switch e.Kind {
+	case KindClient:
+		p := s.e.bodies.Get().(*[]byte)
+		*p = append((*p)[:0], e.Body...)
+		m := outgoing{Body: *p, From: e.From, pooled: p}
+		s.mu.Lock()
+		err := s.enqueueLocked(m)
+		s.mu.Unlock()
+		if err != nil {
+			s.e.putBody(m)
+		}
+		return err
+	case KindControl:
+		return s.control(e)
+	case KindBounce:
+		s.bounced(e)
+	}
+	return nil
+}
+
+// push queues v, a message of the session's own, for its client.
+func (s *session) push(v any) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.enqueueLocked(outgoing{Value: v})
+}
+
+// pushError answers the client with an error. It is the one place mapping a
+// session's errors to the wire.
+func (s *session) pushError(ref json.RawMessage, we *wireError) {
+	if we.code == codeUndeliverable {
+		s.e.st.undeliverable.Add(1)
+	}
+	_ = s.push(wire.Error{Type: wire.TypeError, Code: we.code, Message: we.msg, To: we.to, Ref: ref})
+}
+
+// bounced turns an envelope that did not arrive into the protocol's error.
+func (s *session) bounced(e Envelope) {
+	if e.Bounced == KindControl {
+		s.callBounced(e)
+		return
+	}
+	var we *wireError
+	switch e.Reason {
+	case BounceGone:
+		we = &wireError{code: codePeerUnavailable, msg: "peer is gone", to: e.From}
+	case BounceNotHere:
+		we = &wireError{code: codePeerUnavailable, msg: "peer is not in your room", to: e.From}
+	case BounceFull, BounceBusy:
+		we = &wireError{code: codeUndeliverable, msg: "recipient cannot take more messages", to: e.From}
+	case BounceLost:
+		n, err := strconv.ParseUint(string(e.Body), 10, 32)
+		if err != nil || n == 0 {
+			return
+		}
+		s.e.st.undeliverable.Add(n - 1) // pushError counts one
+		we = &wireError{code: codeUndeliverable, to: e.From,
+			msg: fmt.Sprintf("%d message(s) were not delivered: the peer left", n)}
+		e.Ref = nil
+	default:
+		return
+	}
+	s.pushError(e.Ref, we)
+}
+
+// enqueueLocked numbers m and queues it for s. It never blocks: a link that falls
+// more than SendQueue behind is cut (slow consumer) and the session waits in its
+// grace with everything kept; only a full replay window of unwritten messages
+// refuses.
+func (s *session) enqueueLocked(m outgoing) error {
 	if s.gone {
 		return ErrNoSession
 	}
+	cfg := &s.e.cfg
 	size := m.cost()
-	for len(s.queue) > 0 && (len(s.queue) >= s.h.cfg.ReplayWindow || s.qbytes+size > s.h.cfg.ReplayBytes) {
+	for len(s.queue) > 0 && (len(s.queue) >= cfg.ReplayWindow || s.qbytes+size > cfg.ReplayBytes) {
 		if s.queue[0].seq > s.sent {
 			// The window is full of messages the client has not even received: an
 			// attached link is not keeping up (cut it into its grace, like the
@@ -153,7 +232,7 @@ func (s *session) Deliver(m Message) error {
 		// The oldest was written but never acked: forget it (a resume behind it fails).
 		s.forgotten = s.queue[0].seq
 		s.qbytes -= s.queue[0].msg.cost()
-		s.h.putBody(s.queue[0].msg)
+		s.e.putBody(s.queue[0].msg)
 		s.queue[0] = queued{}
 		s.queue = s.queue[1:]
 	}
@@ -164,7 +243,7 @@ func (s *session) Deliver(m Message) error {
 	if l == nil {
 		return nil
 	}
-	if s.seq-s.sent > uint64(s.h.cfg.SendQueue) {
+	if s.seq-s.sent > uint64(cfg.SendQueue) {
 		s.slowLocked(l)
 		return nil
 	}
@@ -176,8 +255,8 @@ func (s *session) Deliver(m Message) error {
 func (s *session) slowLocked(l *link) {
 	if !l.kicked.Load() && l.why.Load() == 0 {
 		l.setReason(reasonSlowConsumer)
-		s.h.st.slowConsumers.Add(1)
-		s.h.wg.Go(func() { l.c.CloseNow() })
+		s.e.st.slowConsumers.Add(1)
+		s.e.wg.Go(func() { l.c.CloseNow() })
 	}
 }
 
@@ -195,7 +274,7 @@ func (s *session) ackLocked(n uint64) {
 	i := 0
 	for i < len(s.queue) && s.queue[i].seq <= n {
 		s.qbytes -= s.queue[i].msg.cost()
-		s.h.putBody(s.queue[i].msg) // written (n <= sent), so no writer reads it any more
+		s.e.putBody(s.queue[i].msg) // written (n <= sent), so no writer reads it any more
 		s.queue[i] = queued{}
 		i++
 	}
@@ -218,12 +297,12 @@ func (s *session) startWriterLocked() {
 		return
 	}
 	l.writing = true
-	s.h.run(func() { s.writeLoop(l) })
+	s.e.run(func() { s.writeLoop(l) })
 }
 
 // next picks what the writer sends next on l: welcome, pong, then messages in seq
 // order. A queued body is framed into *buf here, under s.mu: once the lock is
-// released an ack may give a pooled body back (see Message.pooled). A Value comes
+// released an ack may give a pooled body back (see outgoing.pooled). A Value comes
 // back unencoded (out nil), to be marshaled outside the lock.
 func (s *session) next(l *link, buf *[]byte) (v any, out []byte, seq uint64, ok bool) {
 	s.mu.Lock()
@@ -237,8 +316,7 @@ func (s *session) next(l *link, buf *[]byte) (v any, out []byte, seq uint64, ok 
 		return v, nil, 0, true
 	case l.pongPending > 0:
 		l.pongPending--
-		ack := l.pongAck
-		return outMsg{Type: "pong", Ack: &ack}, nil, 0, true
+		return wire.Pong{Type: wire.TypePong, Ack: l.pongAck}, nil, 0, true
 	}
 	if len(s.queue) > 0 {
 		if i := s.sent + 1 - s.queue[0].seq; s.sent+1 >= s.queue[0].seq && i < uint64(len(s.queue)) {
@@ -258,13 +336,13 @@ func (s *session) next(l *link, buf *[]byte) (v any, out []byte, seq uint64, ok 
 // exits when the queue is empty (an idle session has no writer), when the link is
 // replaced, or on a write error (then it cuts the link; the reader reports it).
 func (s *session) writeLoop(l *link) {
-	h := s.h
+	e := s.e
 	// buf frames sequenced messages; pooled because a writer lives for one burst
 	// (an idle session has none), so its own buffer would be garbage every time.
-	buf := h.seqBufs.Get().(*[]byte)
+	buf := e.seqBufs.Get().(*[]byte)
 	defer func() {
 		if cap(*buf) <= maxPooledFrame {
-			h.seqBufs.Put(buf)
+			e.seqBufs.Put(buf)
 		}
 	}()
 	for {
@@ -275,7 +353,7 @@ func (s *session) writeLoop(l *link) {
 		if out == nil {
 			body, err := json.Marshal(v)
 			if err != nil {
-				h.log.Error("encode", "peer", s.id, "err", err)
+				e.log.Error("encode", "peer", s.id, "err", err)
 				body = []byte(`{"type":"error","code":"internal-error","message":"unencodable message"}`)
 			}
 			out = body
@@ -297,7 +375,7 @@ func (s *session) writeLoop(l *link) {
 			}
 			return
 		}
-		h.st.messagesOut.Add(1)
+		e.st.messagesOut.Add(1)
 		if seq != 0 {
 			s.mu.Lock()
 			if s.link == l && seq > s.sent {
@@ -306,4 +384,44 @@ func (s *session) writeLoop(l *link) {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// end ends s for good, after Hub.endLocked took it out of the hub's sets: the
+// router forgets it, its call partner hears a hangup, its room peer-left, and
+// each sender of messages it never confirmed one BounceLost saying how many.
+//
+// Unconfirmed means above the client's ack, except after a goodbye close
+// (graceful): then what was written before it counts as delivered.
+func (s *session) end(why string, graceful bool) {
+	r := s.e.router
+	r.Unregister(s.id) // from here on, envelopes to s bounce BounceGone
+	s.mu.Lock()
+	s.gone = true
+	room, c := s.room, s.call
+	s.call = nil
+	confirmed := s.acked
+	if graceful {
+		confirmed = max(confirmed, s.sent)
+	}
+	var lost map[string]uint64
+	for _, q := range s.queue {
+		if q.seq > confirmed && q.msg.From != "" {
+			if lost == nil {
+				lost = map[string]uint64{}
+			}
+			lost[q.msg.From]++
+		}
+	}
+	s.queue, s.qbytes = nil, 0
+	s.mu.Unlock()
+	if c != nil {
+		s.e.callOver(c)
+		s.sendControl(c.peer, control{Op: opHangup, Call: c.id, Reason: wire.ReasonLeft})
+	}
+	r.Broadcast(Envelope{Kind: KindClient, Room: room, Body: peerLeftBody(s.id, why)})
+	for from, n := range lost {
+		r.Send(Envelope{Kind: KindBounce, From: s.id, To: from, Reason: BounceLost, Bounced: KindClient,
+			Body: strconv.AppendUint(nil, n, 10)})
+	}
+	s.e.log.Debug("session ended", "peer", s.id, "room", room, "reason", why)
 }

@@ -60,6 +60,11 @@ func bubbleHub(t *testing.T, cfg Config) (dial func(name string) *websocket.Conn
 	if cfg.ICE == nil {
 		cfg.ICE = &fakeICE{}
 	}
+	var ar *asyncRouter
+	if cfg.Router == nil && asyncRouting {
+		ar = newAsyncRouter() // inside the bubble: stopped by stop
+		cfg.Router = ar
+	}
 	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +97,9 @@ func bubbleHub(t *testing.T, cfg Config) (dial func(name string) *websocket.Conn
 			c.CloseNow()
 		}
 		client.CloseIdleConnections()
+		if ar != nil {
+			ar.close()
+		}
 	}
 	return dial, h, stop
 }
@@ -107,7 +115,7 @@ func TestKeepaliveVirtualTime(t *testing.T) {
 		peer := dial("peer")
 		start := time.Now()
 		dial("mute") // reads its welcome, then nothing: no pong ever
-		got := make(chan wire, 16)
+		got := make(chan srvMsg, 16)
 		go func() {
 			defer close(got)
 			for {
@@ -115,7 +123,7 @@ func TestKeepaliveVirtualTime(t *testing.T) {
 				if err != nil {
 					return
 				}
-				var w wire
+				var w srvMsg
 				_ = json.Unmarshal(b, &w)
 				got <- w
 			}
@@ -155,7 +163,7 @@ func TestCredentialRefreshVirtualTime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var w wire
+			var w srvMsg
 			_ = json.Unmarshal(b, &w)
 			if w.Type != "ice-servers" || w.TTL != 3600 {
 				t.Fatalf("got %s, want ice-servers with ttl 3600", b)
