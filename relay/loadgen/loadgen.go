@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,9 +77,13 @@ type Config struct {
 	// SinkOnly makes peers count packets without echoing them, so only the
 	// client→peer direction is relayed. Needs Rate > 0. Default false (echo).
 	SinkOnly bool
-	// ServerPID is the server process whose CPU time (utime+stime from
-	// /proc/<pid>/stat) is measured. Default 0: not measured.
-	ServerPID int
+	// Meter measures the machine around the measured phase (CPU time of
+	// the server, of this process and of the whole machine; kernel drop
+	// counters): Run calls it just before the phase and the function it
+	// returns just after, and puts the Usage into Result. The load
+	// generator only counts packets; reading /proc is the caller's.
+	// Default nil: Result.Usage stays zero.
+	Meter Meter
 	// Logger receives progress messages. Default nil: discard.
 	Logger *slog.Logger
 }
@@ -101,6 +104,23 @@ type Result struct {
 	Echoed       uint64 // packets the peers sent back toward the relay
 	Received     uint64 // packets relayed peer→client that arrived at a client
 
+	// Usage is what Config.Meter measured over the measured phase and drain.
+	Usage
+	// GeneratorDrops counts packets relayed back that the generator's TURN
+	// clients dropped because their receive queue was full: loss on this
+	// side, not the server's.
+	GeneratorDrops uint64
+	// BindFailures counts ChannelBinds that failed during the run; nonzero
+	// means some traffic went as Send/Data indications, not ChannelData.
+	BindFailures uint64
+}
+
+// A Meter starts a measurement of the machine and returns the function
+// that ends it.
+type Meter func() (end func() (Usage, error), err error)
+
+// Usage is what a Meter measured over a run's measured phase and drain.
+type Usage struct {
 	// ServerCPU is the server process's user+system CPU during the measured
 	// phase and drain; ServerMeasured says whether it was read at all.
 	ServerCPU      time.Duration
@@ -126,13 +146,6 @@ type Result struct {
 	// GeneratorSocketDrops counts datagrams dropped at the receive buffers
 	// of this process's sockets (clients and peers): the generator fell behind.
 	GeneratorSocketDrops uint64
-	// GeneratorDrops counts packets relayed back that the generator's TURN
-	// clients dropped because their receive queue was full: loss on this
-	// side, not the server's.
-	GeneratorDrops uint64
-	// BindFailures counts ChannelBinds that failed during the run; nonzero
-	// means some traffic went as Send/Data indications, not ChannelData.
-	BindFailures uint64
 }
 
 // Relayed is the number of packets the server delivered, both directions.
@@ -443,9 +456,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 func measure(ctx context.Context, cfg Config, allocs []*allocation, peers []*peer, payload []byte, events *clientEvents) (Result, error) {
 	before := snapshot(allocs, peers)
 	queueBefore := events.queueDrops.Load()
-	sysBefore, err := sampleSystem(cfg.ServerPID)
-	if err != nil {
-		return Result{}, err
+	end := func() (Usage, error) { return Usage{}, nil }
+	if cfg.Meter != nil {
+		var err error
+		if end, err = cfg.Meter(); err != nil {
+			return Result{}, err
+		}
 	}
 
 	elapsed, err := phase(ctx, cfg, allocs, peers, payload, cfg.Duration, cfg.MaxPackets)
@@ -453,7 +469,7 @@ func measure(ctx context.Context, cfg Config, allocs []*allocation, peers []*pee
 		return Result{}, err
 	}
 
-	sysAfter, err := sampleSystem(cfg.ServerPID)
+	usage, err := end()
 	if err != nil {
 		return Result{}, err
 	}
@@ -470,57 +486,12 @@ func measure(ctx context.Context, cfg Config, allocs []*allocation, peers []*pee
 		Echoed:       after.echoed - before.echoed,
 		Received:     after.received - before.received,
 
-		ServerCPU:            sysAfter.server - sysBefore.server,
-		ServerMeasured:       cfg.ServerPID > 0,
-		GeneratorCPU:         sysAfter.self - sysBefore.self,
-		MachineBusy:          sysAfter.busy - sysBefore.busy,
-		CPUs:                 sysAfter.cpus,
-		UDPRcvbufErrors:      sysAfter.rcvbuf - sysBefore.rcvbuf,
-		BacklogDrops:         sysAfter.backlog - sysBefore.backlog,
-		ServerSocketDrops:    dropsSince(sysBefore.srvDrops, sysAfter.srvDrops),
-		GeneratorSocketDrops: dropsSince(sysBefore.genDrops, sysAfter.genDrops),
-		GeneratorDrops:       events.queueDrops.Load() - queueBefore,
+		Usage:          usage,
+		GeneratorDrops: events.queueDrops.Load() - queueBefore,
 		// Counted over the whole run: a binding that failed in the warm-up
 		// means Send indications in the measured phase too.
 		BindFailures: events.bindFailures.Load(),
 	}, nil
-}
-
-// sysSample is one reading of the process and machine counters a run
-// compares before and after its measured phase.
-type sysSample struct {
-	server, self, busy time.Duration
-	cpus               int
-	rcvbuf, backlog    uint64
-	srvDrops, genDrops map[uint64]uint64 // per socket inode
-}
-
-// sampleSystem reads them; serverPID 0 leaves the server's figures zero.
-func sampleSystem(serverPID int) (sysSample, error) {
-	var s sysSample
-	var err error
-	if serverPID > 0 {
-		if s.server, err = ProcessCPU(serverPID); err != nil {
-			return s, err
-		}
-		if s.srvDrops, err = socketDrops(serverPID); err != nil {
-			return s, err
-		}
-	}
-	if s.self, err = selfCPU(); err != nil {
-		return s, err
-	}
-	if s.genDrops, err = socketDrops(os.Getpid()); err != nil {
-		return s, err
-	}
-	if s.busy, s.cpus, err = machineBusy(); err != nil {
-		return s, err
-	}
-	if s.rcvbuf, err = udpRcvbufErrors(); err != nil {
-		return s, err
-	}
-	s.backlog, err = backlogDrops()
-	return s, err
 }
 
 // phase runs one sender goroutine per allocation for d (or until budget

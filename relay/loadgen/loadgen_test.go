@@ -3,9 +3,8 @@ package loadgen
 import (
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,18 +55,19 @@ func TestRun(t *testing.T) {
 		{"closed loop echo", Config{Allocations: 3, Window: 8}, true},
 		{"paced echo", Config{Allocations: 2, Rate: 2000}, true},
 		{"paced sink", Config{Allocations: 2, Rate: 2000, SinkOnly: true}, false},
-		{"count bound", Config{Allocations: 2, Window: 4, MaxPackets: 100, Duration: 10 * time.Second}, true},
+		// A duration no run reaches before the test's own timeout: only the
+		// count can end this one.
+		{"count bound", Config{Allocations: 2, Window: 4, MaxPackets: 100, Duration: time.Hour}, true},
 		{"mixed sizes", Config{Allocations: 2, Window: 8, PayloadSize: 60, PayloadMax: 1200}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			cfg.Server, cfg.Secret, cfg.ServerPID = addr, testSecret, os.Getpid()
+			cfg.Server, cfg.Secret, cfg.Meter = addr, testSecret, selfMeter
 			if cfg.Duration == 0 {
 				cfg.Duration = 300 * time.Millisecond
 			}
 			cfg.Warmup = 100 * time.Millisecond
-			start := time.Now()
 			res, err := Run(t.Context(), cfg)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
@@ -89,12 +89,6 @@ func TestRun(t *testing.T) {
 			if res.Echoed > res.PeerReceived {
 				t.Errorf("peers echoed %d > received %d", res.Echoed, res.PeerReceived)
 			}
-			// Loopback at these rates loses next to nothing; losing half
-			// means the counting is wrong. (Loose, because a CI machine
-			// loaded by other jobs can starve the server for a while.)
-			if res.Loss() > 0.5 {
-				t.Errorf("loss %.3f, want < 0.5", res.Loss())
-			}
 			if res.BindFailures != 0 {
 				t.Errorf("%d ChannelBinds failed; the run should be all ChannelData", res.BindFailures)
 			}
@@ -105,17 +99,17 @@ func TestRun(t *testing.T) {
 				if res.Sent > cfg.MaxPackets {
 					t.Errorf("sent %d > MaxPackets %d", res.Sent, cfg.MaxPackets)
 				}
-				if time.Since(start) > 5*time.Second {
-					t.Errorf("count-bounded run took %v", time.Since(start))
+				if res.Elapsed >= cfg.Duration {
+					t.Errorf("count-bounded run ran its whole %v", cfg.Duration)
 				}
 			}
 			if cfg.Rate > 0 {
-				// Paced: about Rate*Duration packets, never far more. The lower
-				// bound is loose because a loaded CI machine can starve the
-				// sender for a while; it only proves pacing sends at all.
-				want := float64(cfg.Rate) * cfg.Duration.Seconds()
-				if got := float64(res.Sent); got > 1.2*want || got < 0.3*want {
-					t.Errorf("paced run sent %d, want about %.0f", res.Sent, want)
+				// Paced: never more than Rate*Duration packets (plus the one
+				// each sender may start as the phase ends). Fewer is possible
+				// on a loaded machine, which may starve the senders.
+				want := float64(cfg.Rate)*cfg.Duration.Seconds() + float64(cfg.Allocations)
+				if got := float64(res.Sent); got > want {
+					t.Errorf("paced run sent %d, want at most %.0f", res.Sent, want)
 				}
 			}
 		})
@@ -158,41 +152,28 @@ func TestRunWrongSecret(t *testing.T) {
 	}
 }
 
-// TestCoturn runs a short load against a real coturn started by StartCoturn.
-func TestCoturn(t *testing.T) {
-	if _, err := exec.LookPath("turnserver"); err != nil {
-		if os.Getenv("SWITCHBOARD_E2E") == "1" {
-			t.Fatalf("coturn's turnserver not on PATH: %v", err)
-		}
-		t.Skipf("coturn's turnserver not on PATH (%v); install coturn to run", err)
+// selfMeter measures this process's CPU time over the measured phase, as
+// both generator and server CPU (in these tests the server runs in this
+// process). The benchmark's full meter, which reads /proc, is in
+// cmd/switchboard/internal/bench.
+func selfMeter() (func() (Usage, error), error) {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	p, err := StartCoturn(t.Context(), CoturnConfig{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	res, err := Run(t.Context(), Config{
-		Server: p.Addr, Secret: testSecret, ServerPID: p.PID(),
-		Allocations: 2, Rate: 4000, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatalf("Run against coturn: %v\ncoturn output: %s", err, p.Output())
-	}
-	t.Logf("%+v pps=%.0f server µs/pkt=%.2f", res, res.PPS(), res.ServerCPUPerPacket())
-	if res.Received == 0 || res.PeerReceived == 0 || res.Received > res.Echoed || res.Loss() > 0.5 {
-		t.Errorf("coturn run: sent %d peer received %d echoed %d received %d", res.Sent, res.PeerReceived, res.Echoed, res.Received)
-	}
+	start := cpu()
+	return func() (Usage, error) {
+		d := cpu() - start
+		return Usage{ServerCPU: d, ServerMeasured: true, GeneratorCPU: d}, nil
+	}, nil
 }
 
 func BenchmarkRelayPion(b *testing.B) {
 	addr := startPion(b)
 	for b.Loop() {
 		res, err := Run(b.Context(), Config{
-			Server: addr, Secret: testSecret, Duration: time.Second, Warmup: 200 * time.Millisecond,
+			Server: addr, Secret: testSecret, Duration: time.Second, Warmup: 200 * time.Millisecond, Meter: selfMeter,
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -200,34 +181,6 @@ func BenchmarkRelayPion(b *testing.B) {
 		b.ReportMetric(res.PPS(), "pkt/s")
 		b.ReportMetric(res.GeneratorCPUPerPacket(), "cpu-µs/pkt")
 		b.ReportMetric(100*res.Loss(), "loss-%")
-	}
-}
-
-func TestStartProcessErrors(t *testing.T) {
-	falsePath, err := exec.LookPath("false")
-	if err != nil {
-		t.Skipf("no false(1) on PATH: %v", err)
-	}
-	tests := []struct {
-		name string
-		cfg  ProcessConfig
-		want string
-	}{
-		{"missing fields", ProcessConfig{Name: "x"}, "needs Name, Path and Addr"},
-		{"not loopback", ProcessConfig{Name: "x", Path: falsePath, Addr: "192.0.2.1:3478"}, "not a loopback"},
-		{"exits at once", ProcessConfig{Name: "x", Path: falsePath, Addr: "127.0.0.1:9"}, "process exited"},
-		{"no such binary", ProcessConfig{Name: "x", Path: "/nonexistent/turnserver", Addr: "127.0.0.1:9"}, "start x"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, err := StartProcess(t.Context(), tt.cfg)
-			if err == nil {
-				_ = p.Stop()
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("StartProcess(%+v) = %v, want error containing %q", tt.cfg, err, tt.want)
-			}
-		})
 	}
 }
 
@@ -272,5 +225,23 @@ func TestClientIPFresh(t *testing.T) {
 	}
 	if len(seen) < 19 {
 		t.Errorf("20 runs got %d distinct client addresses", len(seen))
+	}
+}
+
+func TestProbeSTUN(t *testing.T) {
+	if err := ProbeSTUN(t.Context(), startPion(t)); err != nil {
+		t.Errorf("ProbeSTUN(pion server) = %v, want nil", err)
+	}
+	// A port nobody serves: bound here and never read.
+	quiet, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	if err := ProbeSTUN(t.Context(), quiet.LocalAddr().String()); err == nil {
+		t.Error("ProbeSTUN(silent socket) = nil, want an error")
+	}
+	if err := ProbeSTUN(t.Context(), "not an address"); err == nil {
+		t.Error("ProbeSTUN(bad address) = nil, want an error")
 	}
 }

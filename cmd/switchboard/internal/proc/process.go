@@ -1,236 +1,220 @@
-package loadgen
+package proc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
-	"net/netip"
+	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/pion/stun/v4"
 )
 
-// Process is a TURN server child process started for a benchmark.
+// Process is a server child process started for a benchmark.
 type Process struct {
-	// Static after start.
+	// Static after Start.
 	Name string
-	Addr string // UDP address it serves STUN/TURN on
 	cmd  *exec.Cmd
-	dir  string // temporary files to remove on Stop; "" if none
+	cfg  Config
+	log  *os.File    // nil without Config.Log; closed by the wait goroutine
+	out  *tailBuffer // last output, for errors
 
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // set before done is closed
-	out     *tailBuffer   // last output, for start-up errors
 	stop    sync.Once
+	stopErr error
 }
 
-// ProcessConfig describes a server to start.
-type ProcessConfig struct {
-	Name string   // label in messages and tables. Required.
-	Path string   // executable. Required.
-	Args []string // arguments
-	// Env is the complete environment of the child; nil means this process's.
+// Config describes a server process to start.
+type Config struct {
+	// Name labels the process in messages. Required.
+	Name string
+	// Path is the executable. Required.
+	Path string
+	// Args are its arguments.
+	Args []string
+	// Env is added to the child's environment, which is otherwise this
+	// process's without SWITCHBOARD_ and proxy variables (see ChildEnv).
 	Env []string
-	// Addr is the loopback UDP address the server will serve; StartProcess
-	// returns once a STUN Binding request there is answered. Required.
-	Addr string
-	// ReadyTimeout bounds that wait. Default 10s, far above the
-	// hundreds of milliseconds either server needs to start.
+	// Log is a file that receives the child's stdout and stderr in full.
+	// Default "": only the last 4 KiB are kept, in memory, for errors.
+	Log string
+	// Ready reports whether the server is up; Start asks it every 50ms
+	// until it returns nil. Required: a benchmark must not load a server
+	// that is still starting.
+	Ready func(ctx context.Context) error
+	// ReadyTimeout bounds that wait. Default 20s, far above the hundreds of
+	// milliseconds the servers need for a cold start.
 	ReadyTimeout time.Duration
+	// StopTimeout is how long Stop waits after SIGTERM before it sends
+	// SIGKILL. Default 10s, above the 1-2s drain the benchmarks configure.
+	StopTimeout time.Duration
+	// Dir is a directory of temporary files (a configuration, a database)
+	// that Stop removes. Default "": none.
+	Dir string
 }
 
-// StartProcess runs cfg.Path and waits until it answers STUN at cfg.Addr.
-// The process is killed when ctx is cancelled; call Stop when done.
-func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
-	return startProcess(ctx, cfg, "")
-}
+// tailSize is the output kept in memory: enough for the error a server
+// prints before it exits, and the last lines of its log.
+const tailSize = 4 << 10
 
-func startProcess(ctx context.Context, cfg ProcessConfig, dir string) (*Process, error) {
-	if cfg.Name == "" || cfg.Path == "" || cfg.Addr == "" {
-		return nil, errors.New("loadgen: ProcessConfig needs Name, Path and Addr")
-	}
-	ap, err := netip.ParseAddrPort(cfg.Addr)
-	if err != nil || !ap.Addr().Unmap().IsLoopback() {
-		return nil, fmt.Errorf("loadgen: %s address %q is not a loopback ip:port", cfg.Name, cfg.Addr)
+// Start runs cfg.Path and returns once cfg.Ready reports the server up. The
+// child runs in its own process group, so a ^C aimed at the benchmark
+// reaches the benchmark first and it stops its servers in order; if ctx is
+// cancelled the child gets SIGTERM. Call Stop when done.
+func Start(ctx context.Context, cfg Config) (*Process, error) {
+	if cfg.Name == "" || cfg.Path == "" || cfg.Ready == nil {
+		return nil, errors.New("proc: Config needs Name, Path and Ready")
 	}
 	if cfg.ReadyTimeout == 0 {
-		cfg.ReadyTimeout = 10 * time.Second
+		cfg.ReadyTimeout = 20 * time.Second
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	p := &Process{Name: cfg.Name, cfg: cfg, out: &tailBuffer{max: tailSize}, done: make(chan struct{})}
+	var w io.Writer = p.out
+	if cfg.Log != "" {
+		f, err := os.Create(cfg.Log)
+		if err != nil {
+			return nil, fmt.Errorf("proc: %s log: %w", cfg.Name, err)
+		}
+		p.log = f
+		w = io.MultiWriter(f, p.out)
 	}
 	cmd := exec.CommandContext(ctx, cfg.Path, cfg.Args...)
-	cmd.Env = cfg.Env
-	out := &tailBuffer{max: 4 << 10} // enough for the error a server prints before exiting
-	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group, so a ^C aimed at the benchmark reaches the
-	// benchmark first and the servers are stopped in order.
+	cmd.Env = ChildEnv(cfg.Env...)
+	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = 5 * time.Second // SIGKILL if SIGTERM is ignored this long
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = cfg.StopTimeout // then SIGKILL, if SIGTERM is ignored
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("loadgen: start %s: %w", cfg.Name, err)
+		p.closeLog()
+		return nil, fmt.Errorf("proc: start %s: %w", cfg.Name, err)
 	}
-	p := &Process{Name: cfg.Name, Addr: cfg.Addr, cmd: cmd, dir: dir, done: make(chan struct{}), out: out}
+	p.cmd = cmd
 	go func() { // owned by p: ends when the process exits; Stop waits for it
 		p.waitErr = cmd.Wait()
+		p.closeLog()
 		close(p.done)
 	}()
-	if err := waitSTUN(ctx, cfg.Addr, cfg.ReadyTimeout, p.done); err != nil {
+	if err := p.waitReady(ctx); err != nil {
 		_ = p.Stop()
-		return nil, fmt.Errorf("loadgen: %s not ready at %s: %w; output: %s", cfg.Name, cfg.Addr, err, out.String())
+		return nil, fmt.Errorf("proc: %s not ready: %w; output:\n%s", cfg.Name, err, p.Output())
 	}
 	return p, nil
 }
 
-// PID is the server's process id, for ProcessCPU.
-func (p *Process) PID() int { return p.cmd.Process.Pid }
+func (p *Process) closeLog() {
+	if p.log != nil {
+		_ = p.log.Close()
+	}
+}
 
-// Stop sends SIGTERM, waits for the exit (SIGKILL after 5s) and removes temporary files.
-func (p *Process) Stop() error {
-	var err error
-	p.stop.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+// waitReady asks Ready until it answers nil, the process exits, ctx ends or
+// ReadyTimeout passes.
+func (p *Process) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ReadyTimeout)
+	defer cancel()
+	// 50ms: a started server answers in well under 1ms; one still starting
+	// is asked again soon, without spinning.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		if last = p.cfg.Ready(ctx); last == nil {
+			return nil
+		}
 		select {
 		case <-p.done:
-		case <-time.After(5 * time.Second):
+			return fmt.Errorf("process exited (%v)", p.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last check: %v)", ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
+}
+
+// PID is the server's process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Alive returns an error with the output's tail if the process has exited.
+func (p *Process) Alive() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("%s exited (%v); output:\n%s", p.Name, p.waitErr, p.Output())
+	default:
+		return nil
+	}
+}
+
+// Stop sends SIGTERM, waits for the exit (SIGKILL after StopTimeout) and
+// removes Dir. It is safe to call more than once.
+func (p *Process) Stop() error {
+	p.stop.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		t := time.NewTimer(p.cfg.StopTimeout)
+		select {
+		case <-p.done:
+			t.Stop()
+		case <-t.C:
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
-		if p.dir != "" {
-			err = os.RemoveAll(p.dir)
+		if p.cfg.Dir != "" {
+			p.stopErr = os.RemoveAll(p.cfg.Dir)
 		}
 	})
-	return err
+	return p.stopErr
 }
 
-// Output returns the last few KiB the server wrote to stdout and stderr.
-func (p *Process) Output() string { return p.out.String() }
+// Output returns the last few KiB the server wrote to stdout and stderr,
+// indented for an error message.
+func (p *Process) Output() string {
+	s := strings.TrimRight(p.out.String(), "\n")
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
 
-// waitSTUN sends Binding requests to addr every 100ms until one is
-// answered, the process exits, or timeout passes.
-func waitSTUN(ctx context.Context, addr string, timeout time.Duration, exited <-chan struct{}) error {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	to, err := net.ResolveUDPAddr("udp4", addr)
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 1500)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errors.New("process exited")
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
+// ChildEnv is this process's environment without any SWITCHBOARD_ variable
+// (a stray one in the caller's shell must not change the measured server)
+// and without proxy variables (every benchmark connection is on loopback),
+// followed by extra.
+func ChildEnv(extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "SWITCHBOARD_") || strings.HasSuffix(strings.ToUpper(k), "_PROXY") {
+			continue
 		}
-		req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+		out = append(out, kv)
+	}
+	return append(out, extra...)
+}
+
+// HTTPReady is a Config.Ready that wants 200 from a GET of url.
+func HTTPReady(url string) func(context.Context) error {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
-		if _, err := conn.WriteToUDP(req.Raw, to); err != nil {
+		resp, err := client.Do(req)
+		if err != nil {
 			return err
 		}
-		// 100ms: a started server answers in well under 1ms; one that is
-		// still starting is asked again soon.
-		_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		for {
-			n, _, err := conn.ReadFromUDP(buf)
-			if err != nil {
-				break // timeout (or ICMP refused): ask again
-			}
-			res := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-			if res.Decode() == nil && res.TransactionID == req.TransactionID && res.Type == stun.BindingSuccess {
-				return nil
-			}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
+		return nil
 	}
-	return fmt.Errorf("no STUN answer within %v", timeout)
-}
-
-// CoturnConfig describes a coturn turnserver to start on loopback.
-type CoturnConfig struct {
-	// Path of turnserver. Default: "turnserver" on PATH.
-	Path string
-	// Secret is its static-auth-secret. Required.
-	Secret string
-	// Port is the listening port on 127.0.0.1. Default 0: a free one.
-	Port int
-	// RelayPortMin and RelayPortMax bound its relay ports. Default 61000-62999,
-	// above Linux's default ephemeral range (32768-60999), where the generator's
-	// client and peer sockets get their ports: coturn picks relay ports at random
-	// and fails an Allocate when its binds hit taken ports.
-	RelayPortMin, RelayPortMax int
-	// Threads sets relay-threads. Default 0: coturn's default (one per CPU).
-	Threads int
-}
-
-// StartCoturn writes a minimal loopback-only coturn configuration to a
-// temporary directory and starts turnserver with it. Peers are allowed on
-// 127.0.0.0/8 only: everything else is denied, so a mistake cannot send
-// traffic anywhere else.
-func StartCoturn(ctx context.Context, cfg CoturnConfig) (*Process, error) {
-	if cfg.Secret == "" {
-		return nil, errors.New("loadgen: CoturnConfig.Secret is required")
-	}
-	if cfg.Path == "" {
-		p, err := exec.LookPath("turnserver")
-		if err != nil {
-			return nil, fmt.Errorf("loadgen: coturn: %w", err)
-		}
-		cfg.Path = p
-	}
-	if cfg.Port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Port = p
-	}
-	if cfg.RelayPortMin == 0 && cfg.RelayPortMax == 0 {
-		cfg.RelayPortMin, cfg.RelayPortMax = 61000, 62999
-	}
-	dir, err := os.MkdirTemp("", "loadgen-coturn-")
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: coturn: %w", err)
-	}
-	var conf bytes.Buffer
-	fmt.Fprintf(&conf, "listening-ip=127.0.0.1\nrelay-ip=127.0.0.1\nlistening-port=%d\n", cfg.Port)
-	fmt.Fprintf(&conf, "min-port=%d\nmax-port=%d\n", cfg.RelayPortMin, cfg.RelayPortMax)
-	fmt.Fprintf(&conf, "use-auth-secret\nstatic-auth-secret=%s\nrealm=loadgen\n", cfg.Secret)
-	conf.WriteString("allow-loopback-peers\ndenied-peer-ip=0.0.0.0-255.255.255.255\ndenied-peer-ip=::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\nallowed-peer-ip=127.0.0.0-127.255.255.255\n")
-	conf.WriteString("no-tls\nno-dtls\nno-cli\nno-rfc5780\nno-software-attribute\nno-multicast-peers\nfingerprint\n")
-	fmt.Fprintf(&conf, "log-file=%s\nsimple-log\nno-stdout-log\npidfile=%s\nuserdb=%s\n",
-		filepath.Join(dir, "turn.log"), filepath.Join(dir, "turn.pid"), filepath.Join(dir, "turndb"))
-	if cfg.Threads > 0 {
-		fmt.Fprintf(&conf, "relay-threads=%d\n", cfg.Threads)
-	}
-	confPath := filepath.Join(dir, "turnserver.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("loadgen: coturn: %w", err)
-	}
-	p, err := startProcess(ctx, ProcessConfig{
-		Name: "coturn",
-		Path: cfg.Path,
-		Args: []string{"-c", confPath},
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)),
-	}, dir)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	return p, nil
 }
 
 // FreePort returns a port on 127.0.0.1 that was free for both UDP and TCP
@@ -240,7 +224,7 @@ func FreePort() (int, error) {
 	for range 20 {
 		u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
-			return 0, fmt.Errorf("loadgen: free port: %w", err)
+			return 0, fmt.Errorf("proc: free port: %w", err)
 		}
 		port := u.LocalAddr().(*net.UDPAddr).Port
 		t, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
@@ -250,7 +234,7 @@ func FreePort() (int, error) {
 			return port, nil
 		}
 	}
-	return 0, errors.New("loadgen: no port free for both UDP and TCP on 127.0.0.1")
+	return 0, errors.New("proc: no port free for both UDP and TCP on 127.0.0.1")
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -1,8 +1,9 @@
-package loadgen
+// Package proc reads the process and machine counters of Linux's /proc and starts
+// and stops the server processes a benchmark measures.
+package proc
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -21,11 +22,11 @@ const userHZ = 100
 func ProcessCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: server cpu: %w", err)
+		return 0, fmt.Errorf("proc: cpu time: %w", err)
 	}
 	d, err := parseProcStat(b)
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: /proc/%d/stat: %w", pid, err)
+		return 0, fmt.Errorf("proc: /proc/%d/stat: %w", pid, err)
 	}
 	return d, nil
 }
@@ -63,25 +64,25 @@ func ticksToDuration(ticks uint64) (time.Duration, error) {
 	return time.Duration(ticks) * (time.Second / userHZ), nil
 }
 
-// selfCPU is this process's user+system CPU time (all threads, not children).
-func selfCPU() (time.Duration, error) {
+// SelfCPU is this process's user+system CPU time (all threads, not children).
+func SelfCPU() (time.Duration, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("loadgen: getrusage: %w", err)
+		return 0, fmt.Errorf("proc: getrusage: %w", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
-// machineBusy returns non-idle CPU time summed over all CPUs since boot and
+// MachineBusy returns non-idle CPU time summed over all CPUs since boot and
 // the number of CPUs, from /proc/stat.
-func machineBusy() (time.Duration, int, error) {
+func MachineBusy() (time.Duration, int, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, fmt.Errorf("loadgen: machine cpu: %w", err)
+		return 0, 0, fmt.Errorf("proc: machine cpu: %w", err)
 	}
 	d, n, err := parseProcStatTotal(b)
 	if err != nil {
-		return 0, 0, fmt.Errorf("loadgen: /proc/stat: %w", err)
+		return 0, 0, fmt.Errorf("proc: /proc/stat: %w", err)
 	}
 	return d, n, nil
 }
@@ -126,194 +127,71 @@ func parseProcStatTotal(b []byte) (time.Duration, int, error) {
 	return d, max(cpus, 1), err
 }
 
-// udpRcvbufErrors returns the kernel's count of UDP datagrams dropped for a
-// full receive buffer, from /proc/net/snmp (this network namespace).
-func udpRcvbufErrors() (uint64, error) {
-	b, err := os.ReadFile("/proc/net/snmp")
+
+// RSS returns the resident set size of process pid in bytes, from the
+// VmRSS line of /proc/<pid>/status.
+func RSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: udp stats: %w", err)
+		return 0, fmt.Errorf("proc: rss: %w", err)
 	}
-	v, err := parseSNMP(b, "Udp", "RcvbufErrors")
+	n, err := parseStatusRSS(b)
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: /proc/net/snmp: %w", err)
+		return 0, fmt.Errorf("proc: /proc/%d/status: %w", pid, err)
 	}
-	return v, nil
+	return n, nil
 }
 
-// parseSNMP finds a counter in /proc/net/snmp, whose protocols each take
-// two lines: "Proto: Name1 Name2 ..." then "Proto: value1 value2 ...".
-func parseSNMP(b []byte, proto, name string) (uint64, error) {
-	prefix := proto + ":"
-	var header []string
+// parseStatusRSS reads the "VmRSS:    1234 kB" line of a /proc/<pid>/status.
+func parseStatusRSS(b []byte) (int64, error) {
 	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != prefix {
+		v, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
 			continue
 		}
-		if header == nil {
-			header = f
-			continue
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("VmRSS %q: want \"<n> kB\"", strings.TrimSpace(v))
 		}
-		if len(f) != len(header) {
-			return 0, fmt.Errorf("%s has %d names but %d values", proto, len(header), len(f))
+		// 2^53 kB is far beyond any machine; the bound keeps the shift from overflowing.
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || kb < 0 || kb > 1<<53 {
+			return 0, fmt.Errorf("VmRSS %q: not a size in kB", f[0])
 		}
-		for i, h := range header {
-			if h == name {
-				v, err := strconv.ParseUint(f[i], 10, 64)
-				if err != nil {
-					return 0, fmt.Errorf("%s %s %q: %w", proto, name, f[i], err)
-				}
-				return v, nil
-			}
-		}
-		return 0, fmt.Errorf("%s has no %s", proto, name)
+		return kb << 10, nil
 	}
-	return 0, fmt.Errorf("no %s lines", proto)
+	return 0, errors.New("no VmRSS line")
 }
 
-// backlogDrops returns the packets dropped for a full per-CPU input backlog,
-// summed over CPUs, from /proc/net/softnet_stat.
-func backlogDrops() (uint64, error) {
-	b, err := os.ReadFile("/proc/net/softnet_stat")
+// LoadAvg is the 1/5/15-minute load average from /proc/loadavg, "?" if unknown.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: softnet stats: %w", err)
+		return "?"
 	}
-	v, err := parseSoftnet(b)
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// Nice is this process's nice value, "?" if unknown. Child processes inherit it.
+func Nice() string {
+	// The raw getpriority syscall returns 20 - nice on Linux.
+	p, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
 	if err != nil {
-		return 0, fmt.Errorf("loadgen: /proc/net/softnet_stat: %w", err)
+		return "?"
 	}
-	return v, nil
+	return strconv.Itoa(20 - p)
 }
 
-// parseSoftnet sums the second column (dropped) of softnet_stat, one line
-// per CPU of hexadecimal counters.
-func parseSoftnet(b []byte) (uint64, error) {
-	var sum uint64
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) < 2 {
-			return 0, fmt.Errorf("line %q has %d fields, want at least 2", line, len(f))
-		}
-		v, err := strconv.ParseUint(f[1], 16, 32) // the kernel prints each as %08x of a u32
-		if err != nil {
-			return 0, fmt.Errorf("dropped %q: %w", f[1], err)
-		}
-		sum += v
+// FDLimit is this process's limit on open file descriptors (RLIMIT_NOFILE).
+func FDLimit() (uint64, error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, fmt.Errorf("proc: getrlimit: %w", err)
 	}
-	return sum, nil
-}
-
-// socketDrops returns, per socket inode, the datagrams dropped so far at
-// the receive buffers of process pid's UDP sockets (IPv4 and IPv6): the
-// "drops" column of /proc/net/udp{,6} for the socket inodes in
-// /proc/<pid>/fd. It tells whose buffers overflowed, where the machine-wide
-// counters cannot.
-func socketDrops(pid int) (map[uint64]uint64, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: socket drops: %w", err)
-	}
-	inodes := make(map[uint64]bool, len(ents))
-	for _, e := range ents {
-		link, err := os.Readlink(dir + "/" + e.Name())
-		if err != nil {
-			continue // closed since ReadDir
-		}
-		if s, ok := strings.CutPrefix(link, "socket:["); ok {
-			if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil {
-				inodes[ino] = true
-			}
-		}
-	}
-	drops := make(map[uint64]uint64)
-	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
-		b, err := os.ReadFile(f)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // no IPv6 in this kernel
-		}
-		if err != nil {
-			return nil, fmt.Errorf("loadgen: socket drops: %w", err)
-		}
-		if err := parseUDPDrops(b, inodes, drops); err != nil {
-			return nil, fmt.Errorf("loadgen: %s: %w", f, err)
-		}
-	}
-	return drops, nil
-}
-
-// dropsSince sums, over the sockets in after, the drops added since before.
-// Sockets opened in between count from zero; sockets closed in between are
-// left out (their last drops were not observed).
-func dropsSince(before, after map[uint64]uint64) uint64 {
-	var sum uint64
-	for ino, d := range after {
-		if d > before[ino] {
-			sum += d - before[ino]
-		}
-	}
-	return sum
-}
-
-// parseUDPDrops records in drops the drops (13th column) of the
-// /proc/net/udp rows whose inode (10th column) is in inodes. The first line
-// is a header.
-func parseUDPDrops(b []byte, inodes map[uint64]bool, drops map[uint64]uint64) error {
-	for i, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if i == 0 || len(f) == 0 {
-			continue
-		}
-		if len(f) < 13 {
-			return fmt.Errorf("row %d has %d fields, want at least 13", i, len(f))
-		}
-		ino, err := strconv.ParseUint(f[9], 10, 64)
-		if err != nil {
-			return fmt.Errorf("row %d inode %q: %w", i, f[9], err)
-		}
-		if !inodes[ino] {
-			continue
-		}
-		d, err := strconv.ParseUint(f[12], 10, 64)
-		if err != nil {
-			return fmt.Errorf("row %d drops %q: %w", i, f[12], err)
-		}
-		drops[ino] = d
-	}
-	return nil
-}
-
-// WaitIdle waits until the machine's CPUs were at most maxBusy busy (0-1,
-// all CPUs together) over a 500ms sample, so that a run on a shared machine
-// starts in a quiet moment. It gives up after timeout and reports whether
-// it saw one.
-func WaitIdle(ctx context.Context, maxBusy float64, timeout time.Duration) (bool, error) {
-	const sample = 500 * time.Millisecond // long enough to average over scheduler ticks
-	deadline := time.Now().Add(timeout)
-	for {
-		before, cpus, err := machineBusy()
-		if err != nil {
-			return false, err
-		}
-		t := time.NewTimer(sample)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false, ctx.Err()
-		case <-t.C:
-		}
-		after, _, err := machineBusy()
-		if err != nil {
-			return false, err
-		}
-		if (after-before).Seconds()/(sample.Seconds()*float64(cpus)) <= maxBusy {
-			return true, nil
-		}
-		if !time.Now().Before(deadline) {
-			return false, nil
-		}
-	}
+	// The Go runtime already raised the soft limit to the hard one at start.
+	return l.Cur, nil
 }

@@ -1,4 +1,4 @@
-package loadgen
+package proc
 
 import (
 	"fmt"
@@ -125,8 +125,8 @@ func TestParseUDPDrops(t *testing.T) {
 func TestDropsSince(t *testing.T) {
 	before := map[uint64]uint64{1: 10, 2: 5, 3: 100}
 	after := map[uint64]uint64{1: 12, 2: 5, 4: 7} // 3 closed, 4 opened
-	if got, want := dropsSince(before, after), uint64(2+7); got != want {
-		t.Errorf("dropsSince(%v, %v) = %d, want %d", before, after, got, want)
+	if got, want := DropsSince(before, after), uint64(2+7); got != want {
+		t.Errorf("DropsSince(%v, %v) = %d, want %d", before, after, got, want)
 	}
 }
 
@@ -139,24 +139,37 @@ func TestLiveProc(t *testing.T) {
 	if _, err := ProcessCPU(os.Getpid()); err != nil {
 		t.Error(err)
 	}
-	if _, n, err := machineBusy(); err != nil || n < 1 {
-		t.Errorf("machineBusy: %d CPUs, %v", n, err)
+	if _, n, err := MachineBusy(); err != nil || n < 1 {
+		t.Errorf("MachineBusy: %d CPUs, %v", n, err)
 	}
-	if _, err := udpRcvbufErrors(); err != nil {
+	if _, err := UDPRcvbufErrors(); err != nil {
 		t.Error(err)
 	}
-	if _, err := backlogDrops(); err != nil {
+	if _, err := BacklogDrops(); err != nil {
 		t.Error(err)
 	}
-	if _, err := socketDrops(os.Getpid()); err != nil {
+	if _, err := SocketDrops(os.Getpid()); err != nil {
 		t.Error(err)
 	}
-	if _, err := selfCPU(); err != nil {
+	if _, err := SelfCPU(); err != nil {
 		t.Error(err)
 	}
-	// A machine is always at most 100% busy, so this returns after one sample.
-	if ok, err := WaitIdle(t.Context(), 1, time.Second); !ok || err != nil {
-		t.Errorf("WaitIdle(1) = %v, %v; want true, nil", ok, err)
+	if _, err := FDLimit(); err != nil {
+		t.Error(err)
+	}
+	if got := LoadAvg(); len(strings.Fields(got)) != 3 {
+		t.Errorf("LoadAvg() = %q, want three figures", got)
+	}
+	if got := Nice(); got == "?" {
+		t.Errorf("Nice() = %q, want a number", got)
+	}
+	// However loaded the machine, its CPUs are at most 100% busy, and
+	// /proc/stat's 10ms ticks add at most one tick per CPU to a 500ms
+	// sample (2%): a limit of 2 is met by the first sample. (A limit of 1
+	// is not, on a busy machine, and what WaitIdle sees there is tested
+	// without a real machine in TestWaitIdleRealElapsed.)
+	if ok, err := WaitIdle(t.Context(), 2, time.Minute); !ok || err != nil {
+		t.Errorf("WaitIdle(2) = %v, %v; want true, nil", ok, err)
 	}
 }
 
