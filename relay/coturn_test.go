@@ -49,6 +49,7 @@ func TestCoturnUclient(t *testing.T) {
 		{"udp channels", nil, false},
 		{"udp send indications", []string{"-s"}, false},
 		{"tcp", []string{"-t"}, false},
+		{"dont fragment", []string{"-g"}, false},
 		{"client to client through hairpin", []string{"-y"}, true},
 	}
 	for _, tt := range tests {

@@ -40,6 +40,10 @@ type filterConn struct {
 	mu          sync.Mutex
 	pendingTx   [stun.TransactionIDSize]byte
 	pendingCode stun.ErrorCode // 0: none; guarded by mu
+	// lastTx and lastKey are the last request handed to pion and the key that verified it,
+	// so an error response pion sends for it without MESSAGE-INTEGRITY gets one (writeError).
+	lastTx  [stun.TransactionIDSize]byte // guarded by mu
+	lastKey []byte                       // guarded by mu
 
 	doneOnce sync.Once
 
@@ -154,7 +158,9 @@ type verdict struct {
 	chal  bool           // answer with a fresh challenge (code 401 or 438), else a signed error
 	key   []byte         // long-term key that verified the request
 	inner []byte         // pion's nonce, for the rewrite
-	drop  stun.AttrType  // an attribute to leave out of what pion gets (0: none)
+	// Rewrites of what pion gets (see pass).
+	dropToken, dropDF bool
+	lifetime          uint32 // seconds; 0: LIFETIME unchanged
 }
 
 func (c *filterConn) admit(p []byte, n int, addr net.Addr) (int, bool) {
@@ -166,6 +172,9 @@ func (c *filterConn) admit(p []byte, n int, addr net.Addr) (int, bool) {
 	m.Raw = append(m.Raw[:0], b...)
 	if err := m.Decode(); err != nil {
 		return 0, false
+	}
+	if m.Contains(stun.AttrFingerprint) && stun.Fingerprint.Check(m) != nil {
+		return 0, false // RFC 8489 §7.3: a wrong FINGERPRINT is not a STUN message; discard
 	}
 	switch m.Type.Class {
 	case stun.ClassIndication:
@@ -221,7 +230,11 @@ func (c *filterConn) pass(p []byte, v verdict) (int, bool) {
 			out.Add(stun.AttrNonce, v.inner)
 			continue
 		}
-		if v.drop != 0 && a.Type == v.drop {
+		switch {
+		case a.Type == stun.AttrReservationToken && v.dropToken, a.Type == stun.AttrDontFragment && v.dropDF:
+			continue
+		case a.Type == stun.AttrLifetime && v.lifetime != 0:
+			out.Add(stun.AttrLifetime, binary.BigEndian.AppendUint32(nil, v.lifetime))
 			continue
 		}
 		out.Add(a.Type, a.Value)
@@ -229,6 +242,9 @@ func (c *filterConn) pass(p []byte, v verdict) (int, bool) {
 	if err := stun.MessageIntegrity(v.key).AddTo(out); err != nil || len(out.Raw) > len(p) {
 		return 0, false
 	}
+	c.mu.Lock()
+	c.lastTx, c.lastKey = m.TransactionID, v.key
+	c.mu.Unlock()
 	return copy(p, out.Raw), true
 }
 
@@ -309,8 +325,11 @@ func (c *filterConn) writeError(p []byte, addr net.Addr) (int, error) {
 	m := new(stun.Message)
 	m.Raw = append(m.Raw, p...)
 	var nonce stun.Nonce
-	if m.Decode() != nil || nonce.GetFrom(m) != nil {
+	if m.Decode() != nil {
 		return c.PacketConn.WriteTo(p, addr)
+	}
+	if nonce.GetFrom(m) != nil {
+		return c.writeSignedError(m, p, addr)
 	}
 	var ec stun.ErrorCodeAttribute
 	_ = ec.GetFrom(m)
@@ -342,6 +361,75 @@ func (c *filterConn) writeError(p []byte, addr net.Addr) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// writeSignedError sends an error response pion built for a request the filter passed: with
+// the code's reason phrase (pion leaves it empty) and, for an authenticated request,
+// MESSAGE-INTEGRITY (RFC 8489 §9.2.4; pion signs only some).
+func (c *filterConn) writeSignedError(m *stun.Message, p []byte, addr net.Addr) (int, error) {
+	var ec stun.ErrorCodeAttribute
+	if ec.GetFrom(m) != nil {
+		return c.PacketConn.WriteTo(p, addr)
+	}
+	var key []byte
+	c.mu.Lock()
+	if c.lastTx == m.TransactionID {
+		key = c.lastKey
+	}
+	c.mu.Unlock()
+	if len(ec.Reason) > 0 && (key == nil || m.Contains(stun.AttrMessageIntegrity)) {
+		return c.PacketConn.WriteTo(p, addr)
+	}
+	out := new(stun.Message)
+	out.TransactionID = m.TransactionID
+	out.Type = m.Type
+	out.WriteHeader()
+	if len(ec.Reason) == 0 {
+		ec.Reason = reasonPhrase(ec.Code)
+	}
+	if err := ec.AddTo(out); err != nil {
+		return 0, err
+	}
+	for _, a := range m.Attributes {
+		switch a.Type {
+		case stun.AttrErrorCode, stun.AttrMessageIntegrity, stun.AttrMessageIntegritySHA256, stun.AttrFingerprint,
+			stun.AttrSoftware:
+			continue
+		}
+		out.Add(a.Type, a.Value)
+	}
+	if c.s.cfg.Software != "" {
+		if err := stun.NewSoftware(c.s.cfg.Software).AddTo(out); err != nil {
+			return 0, err
+		}
+	}
+	if key != nil {
+		if err := stun.MessageIntegrity(key).AddTo(out); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := c.PacketConn.WriteTo(out.Raw, addr); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// reasonPhrase is RFC 8489/8656's phrase for code, or a generic one.
+func reasonPhrase(code stun.ErrorCode) []byte {
+	var m stun.Message
+	if code.AddTo(&m) == nil {
+		var ec stun.ErrorCodeAttribute
+		if ec.GetFrom(&m) == nil {
+			return ec.Reason
+		}
+	}
+	switch code {
+	case 442:
+		return []byte("Unsupported Transport Protocol")
+	case 437:
+		return []byte("Allocation Mismatch")
+	}
+	return []byte("Error")
 }
 
 func (c *filterConn) writeBinding(p []byte, addr net.Addr) (int, error) {
@@ -388,18 +476,13 @@ func (s *Server) authorize(m *stun.Message, src, local netip.AddrPort, tcp bool)
 			s.stats.refused[refuseDraining].Add(1)
 			return signed(stun.CodeInsufficientCapacity)
 		}
-		if tok, err := m.Get(stun.AttrReservationToken); err == nil {
-			// RFC 8656 §7.2 steps 5 and 6: a token excludes EVEN-PORT and
-			// REQUESTED-ADDRESS-FAMILY (400); an unknown one gets 508.
-			switch {
-			case m.Contains(stun.AttrEvenPort), m.Contains(stun.AttrRequestedAddressFamily):
-				return signed(stun.CodeBadRequest)
-			case !s.resv.claim(tok, user, now):
-				return signed(stun.CodeInsufficientCapacity)
-			}
-			s.auth.admit(src, tcp, id)
-			return verdict{key: key, inner: id.inner, drop: stun.AttrReservationToken}
+		v := s.checkAllocate(m, user, now)
+		if v.code != 0 {
+			return signed(v.code)
 		}
+		s.auth.admit(src, tcp, id)
+		v.key, v.inner = key, id.inner
+		return v
 	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind:
 		if v, refused := s.checkExisting(m, ak, user, expired, now); refused {
 			v.key = key // signs the error response; unused by challenges
@@ -407,12 +490,30 @@ func (s *Server) authorize(m *stun.Message, src, local netip.AddrPort, tcp bool)
 		}
 	}
 	s.auth.admit(src, tcp, id)
-	return verdict{key: key, inner: id.inner}
+	v := verdict{key: key, inner: id.inner}
+	if m.Type.Method == stun.MethodRefresh {
+		// pion gives a LIFETIME of an hour or more the default 10 minutes; RFC 8656 §7.3
+		// says min(requested, maximum).
+		if lt, ok := lifetimeOf(m); ok && lt > maxLifetime {
+			v.lifetime = maxLifetime
+		}
+	}
+	return v
 }
 
 // checkExisting applies the rules for requests on an existing allocation: Refresh,
 // CreatePermission, ChannelBind. refused means the returned verdict stands.
 func (s *Server) checkExisting(m *stun.Message, ak allocKey, user string, expired bool, now time.Time) (v verdict, refused bool) {
+	if m.Type.Method == stun.MethodChannelBind {
+		// Channel numbers 0x4000-0x7FFF (see maxChannel); pion accepts any number.
+		ch, err := m.Get(stun.AttrChannelNumber)
+		if err != nil || len(ch) != 4 {
+			return verdict{code: stun.CodeBadRequest}, true
+		}
+		if n := binary.BigEndian.Uint16(ch); n < minChannel || n > maxChannel {
+			return verdict{code: stun.CodeBadRequest}, true
+		}
+	}
 	var peers []netip.Addr
 	if m.Type.Method != stun.MethodRefresh {
 		err := m.ForEach(stun.AttrXORPeerAddress, func(m *stun.Message) error {
@@ -479,4 +580,91 @@ func (c *filterConn) learnReservation(p []byte) {
 	if m.Decode() == nil {
 		c.s.resv.learn(m, time.Now())
 	}
+}
+
+// Channel numbers: RFC 8656 §12 narrowed them to 0x4000-0x4FFF, but RFC 5766 allowed up to
+// 0x7FFF and coturn's server and clients (turnutils_uclient picks any of them) still use
+// the whole range, so that is what is accepted; 0x3FFF, 0x8000 and above are refused.
+// Allocation lifetimes (§7.2: the default lifetime is
+// also the least an Allocate gets; pion takes a LIFETIME of an hour or more as a request
+// for its default, so the maximum stays just under it).
+const (
+	minChannel      = 0x4000
+	maxChannel      = 0x7FFF
+	defaultLifetime = 600
+	maxLifetime     = 3599
+)
+
+// Address families in REQUESTED-ADDRESS-FAMILY and ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18).
+const (
+	familyIPv4 = 0x01
+	familyIPv6 = 0x02
+)
+
+func lifetimeOf(m *stun.Message) (uint32, bool) {
+	v, err := m.Get(stun.AttrLifetime)
+	if err != nil || len(v) != 4 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(v), true
+}
+
+// attrAdditionalAddressFamily is ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18.13), which
+// pion/stun does not name.
+const attrAdditionalAddressFamily stun.AttrType = 0x8000
+
+// checkAllocate applies RFC 8656 §7.2 where pion answers differently: 442 for a transport
+// other than UDP (no RFC 6062 relays; pion said 508), 440 for a family the server does not
+// relay (pion said 508), 400 for ADDITIONAL-ADDRESS-FAMILY=IPv4 or together with
+// REQUESTED-ADDRESS-FAMILY (pion ignored it), the LIFETIME floor and ceiling, a
+// RESERVATION-TOKEN from any socket (reservation.go) and DONT-FRAGMENT (pion refused it
+// with 420; the relay socket gets IP_PMTUDISC_DO). It returns the rewrites pass makes.
+func (s *Server) checkAllocate(m *stun.Message, user string, now time.Time) verdict {
+	var v verdict
+	tr, err := m.Get(stun.AttrRequestedTransport)
+	switch {
+	case err != nil || len(tr) != 4:
+		return verdict{code: stun.CodeBadRequest}
+	case tr[0] != 17: // UDP
+		return verdict{code: stun.CodeUnsupportedTransProto}
+	}
+	family := byte(familyIPv4) // RFC 8656 §7.2: IPv4 unless asked, whatever the client's own family
+	raf, rafErr := m.Get(stun.AttrRequestedAddressFamily)
+	aaf, aafErr := m.Get(attrAdditionalAddressFamily)
+	switch {
+	case rafErr == nil && aafErr == nil:
+		return verdict{code: stun.CodeBadRequest}
+	case aafErr == nil && (len(aaf) != 4 || aaf[0] != familyIPv6):
+		return verdict{code: stun.CodeBadRequest}
+	case rafErr == nil && len(raf) != 4:
+		return verdict{code: stun.CodeBadRequest}
+	case rafErr == nil && raf[0] != familyIPv4 && raf[0] != familyIPv6:
+		return verdict{code: stun.CodeAddrFamilyNotSupported}
+	case rafErr == nil:
+		family = raf[0]
+	}
+	if s.relays != nil && !s.relays.familyEnabled(family == familyIPv6) {
+		return verdict{code: stun.CodeAddrFamilyNotSupported}
+	}
+	if lt, ok := lifetimeOf(m); ok {
+		v.lifetime = min(max(lt, defaultLifetime), maxLifetime)
+	}
+	port := 0
+	if tok, err := m.Get(stun.AttrReservationToken); err == nil {
+		// Steps 5 and 6: a token excludes EVEN-PORT and REQUESTED-ADDRESS-FAMILY (400); an
+		// unknown one gets 508.
+		if m.Contains(stun.AttrEvenPort) || rafErr == nil {
+			return verdict{code: stun.CodeBadRequest}
+		}
+		p, ok := s.resv.claim(tok, now)
+		if !ok {
+			return verdict{code: stun.CodeInsufficientCapacity}
+		}
+		port, v.dropToken = p, true
+	}
+	v.dropDF = dontFragmentSupported && m.Contains(stun.AttrDontFragment)
+	if port != 0 || v.dropDF {
+		s.resv.setAside(user, pendingAlloc{port: port, df: v.dropDF}, now)
+	}
+	return v
 }

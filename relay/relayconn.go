@@ -66,8 +66,12 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 	bind := func(port int) (*net.UDPConn, error) {
 		return net.ListenUDP(fam.network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, uint16(port))))
 	}
-	if conf.RequestedPort == 0 && conf.UserID != "" {
-		conf.RequestedPort = r.s.resv.take(conf.UserID, time.Now())
+	var pending pendingAlloc
+	if conf.UserID != "" { // pion's EVEN-PORT probes have none
+		pending = r.s.resv.take(conf.UserID, time.Now())
+		if conf.RequestedPort == 0 {
+			conf.RequestedPort = pending.port
+		}
 	}
 	var conn *net.UDPConn
 	if conf.RequestedPort != 0 {
@@ -99,6 +103,12 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 	}
 	_ = conn.SetReadBuffer(relayBuffer)
 	_ = conn.SetWriteBuffer(relayBuffer)
+	if pending.df {
+		if err := setDontFragment(conn, fam == &r.v6); err != nil {
+			_ = conn.Close()
+			return nil, nil, fmt.Errorf("relay: DONT-FRAGMENT: %w", err)
+		}
+	}
 	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
 	sock, err := newUDPSocket(conn, relayBatch, frameBuf)
 	if err != nil {
@@ -119,6 +129,14 @@ func (r *relays) AllocateListener(turn.AllocateListenerConfig) (net.Listener, ne
 
 func (r *relays) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
 	return nil, errTCPRelay
+}
+
+// familyEnabled reports whether relays of the family are offered.
+func (r *relays) familyEnabled(v6 bool) bool {
+	if v6 {
+		return r.v6.enabled
+	}
+	return r.v4.enabled
 }
 
 func (r *relays) lookup(fam *relayFamily, port int) *relayConn {

@@ -20,8 +20,8 @@ import (
 // which fails with 508 if the port was taken meanwhile); neither does this table.
 type reservations struct {
 	mu      sync.Mutex
-	tokens  map[string]reserved   // guarded by mu
-	pending map[string]pendingRTP // user -> port for the next allocation; guarded by mu
+	tokens  map[string]reserved     // guarded by mu
+	pending map[string]pendingAlloc // user -> what their next allocation gets; guarded by mu
 }
 
 type reserved struct {
@@ -29,8 +29,11 @@ type reserved struct {
 	expires time.Time
 }
 
-type pendingRTP struct {
+// pendingAlloc is what the filter set aside for a user's next relay socket: the reserved
+// port, and DONT-FRAGMENT.
+type pendingAlloc struct {
 	port    int
+	df      bool
 	expires time.Time
 }
 
@@ -73,36 +76,43 @@ func (r *reservations) learn(m *stun.Message, now time.Time) {
 	r.tokens[string(tok)] = reserved{port: relayed.Port, expires: now.Add(reservationLifetime)}
 }
 
-// claim sets the port a known token reserved aside for user's next allocation. It does
-// not consume the token: a retransmitted Allocate must find it again.
-func (r *reservations) claim(token []byte, user string, now time.Time) bool {
+// claim returns the port a known token reserved. It does not consume the token: a
+// retransmitted Allocate must find it again.
+func (r *reservations) claim(token []byte, now time.Time) (int, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.tokens[string(token)]
 	if !ok || now.After(t.expires) {
-		return false
+		return 0, false
 	}
+	return t.port + 1, true
+}
+
+// setAside keeps p for user's next relay socket (relays.AllocatePacketConn).
+func (r *reservations) setAside(user string, p pendingAlloc, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.pending == nil {
-		r.pending = map[string]pendingRTP{}
+		r.pending = map[string]pendingAlloc{}
 	}
 	if len(r.pending) >= maxReservations {
 		clear(r.pending)
 	}
-	r.pending[user] = pendingRTP{port: t.port + 1, expires: now.Add(pendingLifetime)}
-	return true
+	p.expires = now.Add(pendingLifetime)
+	r.pending[user] = p
 }
 
-// take returns the port set aside for user's allocation, if any.
-func (r *reservations) take(user string, now time.Time) int {
+// take returns what was set aside for user's relay socket, if anything.
+func (r *reservations) take(user string, now time.Time) pendingAlloc {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.pending[user]
 	if !ok {
-		return 0
+		return pendingAlloc{}
 	}
 	delete(r.pending, user)
 	if now.After(p.expires) {
-		return 0
+		return pendingAlloc{}
 	}
-	return p.port
+	return p
 }

@@ -223,6 +223,9 @@ func (s *Server) Listen(ctx context.Context) error {
 		Realm:             s.cfg.Realm,
 		AuthHandler:       s.auth.handler,
 		QuotaHandler:      s.quota,
+		// RFC 8656 §7.2: without REQUESTED-ADDRESS-FAMILY the relay is IPv4, whatever the
+		// client's own family (pion would otherwise follow the listener's).
+		StrictAddressFamily: true,
 		EventHandler: turn.EventHandler{
 			OnAllocationCreated: s.onAllocationCreated,
 			OnAllocationDeleted: s.onAllocationDeleted,

@@ -346,3 +346,24 @@ func (s *udpSocket) close() error {
 	s.mu.Unlock()
 	return s.conn.Close()
 }
+
+// dontFragmentSupported: DONT-FRAGMENT is honoured (setDontFragment).
+const dontFragmentSupported = true
+
+// setDontFragment makes the kernel send every datagram of c with DF set and refuse (EMSGSIZE)
+// rather than fragment one larger than the path MTU: RFC 8656 §7.2 DONT-FRAGMENT.
+func setDontFragment(c *net.UDPConn, v6 bool) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if v6 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO)
+			return
+		}
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
+	})
+	return errors.Join(err, serr)
+}

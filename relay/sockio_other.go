@@ -52,3 +52,9 @@ func (s *udpSocket) sendSegments(buf []byte, seg int, ap netip.AddrPort) (pkts, 
 	}
 	return pkts, bytes, nil
 }
+
+// dontFragmentSupported: outside Linux the relay does not set DF, so DONT-FRAGMENT is left
+// to pion, which refuses it with 420 as RFC 8656 §7.2 asks of a server without DF.
+const dontFragmentSupported = false
+
+func setDontFragment(*net.UDPConn, bool) error { return nil }
