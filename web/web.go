@@ -64,8 +64,9 @@ type asset struct {
 	etag  string
 }
 
-// Handler serves "/", "/r/{room}", "/check", "/switchboard.js",
-// "/switchboard.d.ts" and the other static assets with strict security headers.
+// Handler serves "/", "/r/{room}", "/check", "/switchboard.js", its
+// declarations under "/types/" and the other static assets with strict
+// security headers.
 // Every file is read once at construction; the handler holds no mutable state.
 func Handler() http.Handler {
 	assets := map[string]asset{}
@@ -99,6 +100,11 @@ func Handler() http.Handler {
 			return
 		}
 		name := r.URL.Path
+		if name == "/switchboard.d.ts" {
+			// The declarations moved next to those of the modules they import.
+			http.Redirect(w, r, "/types/switchboard.d.ts", http.StatusMovedPermanently)
+			return
+		}
 		switch room, isRoom := strings.CutPrefix(name, "/r/"); {
 		case pages[name] != "":
 			name = "/" + pages[name]

@@ -12,11 +12,11 @@ import (
 	"github.com/switchboard-rtc/switchboard/web"
 )
 
-// TestBrowserUnit runs the client library's unit tests (web/testdata/
-// unit_test.js: backoff, close codes, seq/ack, perfect negotiation with fake
-// and real peer connections, stats summary, session resume against a fake
-// server, /check verdicts) inside headless Chromium: CI has Chromium but no
-// Node.js, and the negotiation tests want real RTCPeerConnections anyway.
+// TestBrowserUnit runs the client library's tests that need a browser
+// (web/testdata/unit_test.js: perfect negotiation with real
+// RTCPeerConnections, calls of a session against a fake server, media state)
+// inside headless Chromium. The pure modules' tests run under node --test
+// (web/tools_test.go).
 func TestBrowserUnit(t *testing.T) {
 	chromiumPath(t)
 	mux := http.NewServeMux()

@@ -1,10 +1,11 @@
-// Unit tests of the client library's logic, run inside headless Chromium by
+// Tests of the client library that need a browser (real RTCPeerConnections,
+// MediaStream), run inside headless Chromium by
 // cmd/switchboard/browser_unit_test.go (TestBrowserUnit). run() resolves with
 // one {name, ok, error} per test; the Go side turns each into a subtest.
+// The pure modules' tests run under node --test: web/test/.
 
-import { backoffDelay, closeAction, Outbox, Inbox, Negotiator, summarizeStats, describePath } from "/negotiation.js";
+import { Negotiator } from "/negotiation.js";
 import { Session } from "/switchboard.js";
-import { parseIceURL, linesFrom, conclusion } from "/check.js";
 
 /** @type {Array<{name: string, fn: () => any}>} */
 const tests = [];
@@ -26,199 +27,6 @@ async function until(cond, what, ms = 5000) {
     await sleep(10);
   }
 }
-
-// ---- backoff ----
-
-test("backoff/full-jitter-bounds", () => {
-  const table = [
-    { attempt: 0, max: 500 },
-    { attempt: 1, max: 1000 },
-    { attempt: 3, max: 4000 },
-    { attempt: 5, max: 15000 }, // 16000 capped
-    { attempt: 50, max: 15000 },
-  ];
-  for (const tt of table) {
-    eq(backoffDelay(tt.attempt, { random: () => 0 }), 0, `backoffDelay(${tt.attempt}, random=0)`);
-    eq(backoffDelay(tt.attempt, { random: () => 0.999999 }), tt.max - 1, `backoffDelay(${tt.attempt}, random≈1)`);
-    for (let i = 0; i < 200; i++) {
-      const d = backoffDelay(tt.attempt);
-      ok(d >= 0 && d < tt.max, `backoffDelay(${tt.attempt}) = ${d}, want in [0, ${tt.max})`);
-    }
-  }
-  eq(backoffDelay(2, { base: 100, cap: 250, random: () => 0.5 }), 125, "backoffDelay(2, base 100, cap 250)");
-});
-
-test("backoff/jitter-spreads", () => {
-  const seen = new Set();
-  for (let i = 0; i < 100; i++) seen.add(Math.floor(backoffDelay(4) / 500));
-  ok(seen.size >= 8, `100 delays fell in only ${seen.size} of 16 buckets: not jittered`);
-});
-
-// ---- close codes ----
-
-test("close-code/decisions", () => {
-  const table = [
-    [1000, "stop"],
-    [4001, "stop"],
-    [4002, "fresh"],
-    [1008, "fatal"],
-    [1009, "fatal"],
-    [1001, "resume"],
-    [1006, "resume"],
-    [1011, "resume"],
-    [1012, "resume"],
-    [1013, "resume"],
-    [4000, "resume"],
-  ];
-  for (const [code, want] of table) eq(closeAction(code), want, `closeAction(${code})`);
-});
-
-// ---- seq / ack ----
-
-test("outbox/numbers-and-acks", () => {
-  const o = new Outbox();
-  eq(o.add({ type: "a" }).seq, 1, "first seq");
-  eq(o.add({ type: "b" }).seq, 2, "second seq");
-  eq(o.add({ type: "c" }).seq, 3, "third seq");
-  o.ack(1);
-  eq(o.pending.map((m) => m.type), ["b", "c"], "pending after ack 1");
-  o.ack(undefined);
-  eq(o.pending.length, 2, "pending after ack undefined");
-  eq(o.unacked(2).map((m) => m.seq), [3], "unacked(2)");
-  o.ack(10);
-  eq(o.pending.length, 0, "pending after ack 10");
-  eq(o.add({ type: "d" }).seq, 4, "seq continues after acks");
-  o.reset();
-  eq(o.add({ type: "e" }).seq, 1, "seq after reset");
-});
-
-test("inbox/dedupe", () => {
-  const in_ = new Inbox();
-  const table = [
-    [{ type: "welcome" }, true],
-    [{ seq: 1 }, true],
-    [{ seq: 2 }, true],
-    [{ seq: 2 }, false],
-    [{ seq: 1 }, false],
-    [{ type: "pong" }, true],
-    [{ seq: 3 }, true],
-  ];
-  for (const [m, want] of table) eq(in_.accept(m), want, `accept(${JSON.stringify(m)})`);
-  eq(in_.last, 3, "last");
-});
-
-// ---- negotiation with fake peer connections ----
-
-class FakePC {
-  constructor() {
-    this.signalingState = "stable";
-    this.remoteDescription = null;
-    this.localDescription = null;
-    this.added = [];
-    this.log = [];
-  }
-  async setLocalDescription() {
-    await sleep(1);
-    if (this.signalingState === "have-remote-offer") {
-      this.localDescription = { type: "answer", sdp: "answer" };
-      this.signalingState = "stable";
-    } else {
-      this.localDescription = { type: "offer", sdp: "offer" };
-      this.signalingState = "have-local-offer";
-    }
-    this.log.push(`local ${this.localDescription.type}`);
-  }
-  async setRemoteDescription(d) {
-    await sleep(1);
-    if (d.type === "offer" && this.signalingState === "have-local-offer") this.log.push("rollback");
-    this.remoteDescription = d;
-    this.signalingState = d.type === "offer" ? "have-remote-offer" : "stable";
-    this.log.push(`remote ${d.type}`);
-  }
-  async addIceCandidate(c) {
-    if (!this.remoteDescription) throw new Error("no remote description");
-    if (c && c.candidate === "bad") throw new Error("bad candidate");
-    this.added.push(c ?? null);
-  }
-}
-
-test("negotiator/buffers-candidates-until-remote-description", async () => {
-  const pc = new FakePC();
-  const sent = [];
-  const n = new Negotiator({ pc, polite: true, send: (s) => sent.push(s) });
-  n.handle({ candidate: { candidate: "c1" } });
-  n.handle({ candidate: { candidate: "c2" } });
-  await n.queue;
-  eq(pc.added, [], "added before the offer");
-  eq(n.pendingCandidates.length, 2, "buffered");
-  await n.handle({ description: { type: "offer", sdp: "x" } });
-  eq(pc.added.map((c) => c.candidate), ["c1", "c2"], "added after the offer, in order");
-  eq(sent.map((s) => s.description?.type), ["answer"], "sent");
-  await n.handle({ candidate: { candidate: "c3" } });
-  await n.handle({ candidate: null });
-  eq(pc.added.map((c) => c && c.candidate), ["c1", "c2", "c3", null], "later candidates go straight in");
-});
-
-test("negotiator/impolite-ignores-colliding-offer", async () => {
-  const pc = new FakePC();
-  const sent = [];
-  const n = new Negotiator({ pc, polite: false, send: (s) => sent.push(s) });
-  await n.negotiationNeeded();
-  eq(pc.signalingState, "have-local-offer", "state after our offer");
-  await n.handle({ description: { type: "offer", sdp: "theirs" } });
-  eq(n.stats.offersIgnored, 1, "offers ignored");
-  eq(pc.remoteDescription, null, "remote description");
-  // Candidates of the ignored offer must not raise errors.
-  const errors = [];
-  n.onError = (e) => errors.push(e);
-  await n.handle({ candidate: { candidate: "bad" } });
-  eq(errors.length, 0, "errors from ignored candidates");
-  await n.handle({ description: { type: "answer", sdp: "a" } });
-  eq(pc.signalingState, "stable", "state after their answer");
-});
-
-test("negotiator/polite-rolls-back-for-their-offer", async () => {
-  const pc = new FakePC();
-  const sent = [];
-  const n = new Negotiator({ pc, polite: true, send: (s) => sent.push(s), waitForOffer: false });
-  await n.negotiationNeeded();
-  await n.handle({ description: { type: "offer", sdp: "theirs" } });
-  eq(n.stats.rollbacks, 1, "rollbacks");
-  eq(pc.log, ["local offer", "rollback", "remote offer", "local answer"], "pc calls");
-  eq(sent.map((s) => s.description.type), ["offer", "answer"], "sent");
-});
-
-test("negotiator/polite-waits-for-the-first-offer", async () => {
-  const pc = new FakePC();
-  pc.getTransceivers = () => [{ mid: "0" }, { mid: null }]; // one of ours is not negotiated yet
-  const sent = [];
-  const n = new Negotiator({ pc, polite: true, send: (s) => sent.push(s) });
-  await n.negotiationNeeded();
-  eq(sent, [], "sent before the first offer");
-  await n.handle({ description: { type: "offer", sdp: "theirs" } });
-  await sleep(20);
-  eq(sent.map((s) => s.description.type), ["answer", "offer"], "answer, then our own offer for what is left");
-});
-
-test("negotiator/offer-while-making-offer-is-a-collision", async () => {
-  const pc = new FakePC();
-  const n = new Negotiator({ pc, polite: false, send: () => {} });
-  const making = n.negotiationNeeded(); // still in setLocalDescription
-  await n.handle({ description: { type: "offer", sdp: "theirs" } });
-  await making;
-  eq(n.stats.offersIgnored, 1, "offers ignored while making an offer");
-});
-
-test("negotiator/closed-sends-nothing", async () => {
-  const pc = new FakePC();
-  const sent = [];
-  const n = new Negotiator({ pc, polite: true, send: (s) => sent.push(s) });
-  n.close();
-  await n.negotiationNeeded();
-  await n.handle({ description: { type: "offer", sdp: "x" } });
-  n.localCandidate({ candidate: "c" });
-  eq(sent, [], "sent after close");
-});
 
 // ---- negotiation with real peer connections ----
 
@@ -364,36 +172,6 @@ test("real/ice-restart-renegotiates", async () => {
   }
 });
 
-// ---- stats ----
-
-test("stats/summary", () => {
-  const t0 = new Map([
-    ["T", { id: "T", type: "transport", selectedCandidatePairId: "P" }],
-    ["P", { id: "P", type: "candidate-pair", localCandidateId: "L", remoteCandidateId: "R", state: "succeeded", currentRoundTripTime: 0.0234, timestamp: 1000 }],
-    ["L", { id: "L", type: "local-candidate", candidateType: "relay", protocol: "udp", relayProtocol: "tcp" }],
-    ["R", { id: "R", type: "remote-candidate", candidateType: "relay", protocol: "udp" }],
-    ["I", { id: "I", type: "inbound-rtp", kind: "video", bytesReceived: 1000, framesDecoded: 10, timestamp: 1000 }],
-    ["O", { id: "O", type: "outbound-rtp", kind: "video", bytesSent: 2000, timestamp: 1000 }],
-  ]);
-  const s0 = summarizeStats(t0);
-  eq([s0.path, s0.transport, s0.localType, s0.rtt, s0.inKbps, s0.framesDecoded], ["relay", "tcp", "relay", 23, null, 10], "first summary");
-  eq(describePath(s0), "Relayed · TCP · 23 ms", "describePath");
-  const t1 = new Map(t0);
-  t1.set("I", { ...t0.get("I"), bytesReceived: 126000, timestamp: 2000 });
-  t1.set("O", { ...t0.get("O"), bytesSent: 252000, timestamp: 2000 });
-  const s1 = summarizeStats(t1, s0);
-  eq([s1.inKbps, s1.outKbps], [1000, 2000], "bitrates over 1 s");
-  const direct = new Map([
-    ["P", { id: "P", type: "candidate-pair", localCandidateId: "L", remoteCandidateId: "R", state: "succeeded", nominated: true }],
-    ["L", { id: "L", type: "local-candidate", candidateType: "host", protocol: "udp" }],
-    ["R", { id: "R", type: "remote-candidate", candidateType: "srflx", protocol: "udp" }],
-  ]);
-  const s2 = summarizeStats(direct);
-  eq([s2.path, s2.transport, s2.rtt], ["direct", "udp", null], "direct via nominated pair");
-  eq(summarizeStats(new Map()).path, "unknown", "empty report");
-  eq(describePath(summarizeStats(new Map())), "Connecting…", "describePath(unknown)");
-});
-
 // ---- session against a fake server ----
 
 /** A WebSocket stand-in the test drives as the server. */
@@ -436,118 +214,6 @@ function fakeServer() {
 }
 
 const hb = { interval: 60000, timeout: 120000 };
-
-test("session/hello-welcome-presence", async () => {
-  const { FakeWS, sockets } = fakeServer();
-  const s = new Session("ws://x/ws", { name: "Ada", room: "r1", WebSocket: /** @type {any} */ (FakeWS) });
-  s.open();
-  await until(() => sockets[0]?.sent.length === 1, "hello");
-  eq(sockets[0].sent[0], { type: "hello", name: "Ada", room: "r1" }, "hello");
-  sockets[0].push({ type: "welcome", id: "me", resume: "tok", resumed: false, iceServers: [{ urls: ["stun:h:1"] }], heartbeat: hb, room: "r1", peers: [{ id: "p1", name: "Bob", nearby: true }], seq: 0 });
-  eq(s.state, "open", "state");
-  eq([...s.peers.keys()], ["p1"], "peers");
-  eq(s.iceServers, [{ urls: ["stun:h:1"] }], "iceServers");
-  sockets[0].push({ seq: 1, type: "peer-joined", peer: { id: "p2", name: "Cy", nearby: false } });
-  sockets[0].push({ seq: 2, type: "peer-left", id: "p1", reason: "left" });
-  eq([...s.peers.keys()], ["p2"], "peers after join/leave");
-  sockets[0].push({ seq: 3, type: "ice-servers", iceServers: [{ urls: ["turn:h:1"], username: "u", credential: "c" }], ttl: 60 });
-  eq(s.iceServers[0].username, "u", "pushed iceServers");
-  s.close();
-});
-
-test("session/resume-resends-unacked-and-drops-replayed", async () => {
-  const { FakeWS, sockets } = fakeServer();
-  const s = new Session("ws://x/ws", { name: "Ada", WebSocket: /** @type {any} */ (FakeWS) });
-  const got = [];
-  s.addEventListener("signal", (e) => got.push(/** @type {CustomEvent} */ (e).detail.data));
-  s.open();
-  await until(() => sockets[0]?.sent.length === 1, "hello");
-  sockets[0].push({ type: "welcome", id: "me", resume: "tok", resumed: false, iceServers: [], heartbeat: hb, room: "", peers: [{ id: "p", name: "P" }], seq: 0 });
-  s.signal("p", "one");
-  s.signal("p", "two");
-  eq(sockets[0].of("signal").map((m) => [m.seq, m.data]), [[1, "one"], [2, "two"]], "numbered signals");
-  sockets[0].push({ type: "pong", ack: 1 }); // the server processed "one" only
-  sockets[0].push({ seq: 1, type: "signal", from: "p", data: "a" });
-  sockets[0].push({ seq: 2, type: "signal", from: "p", data: "b" });
-  sockets[0].drop(1006);
-  eq(s.state, "reconnecting", "state after the cut");
-  s.signal("p", "three"); // while disconnected: queued
-  await until(() => sockets.length === 2 && sockets[1].sent.length === 1, "reconnect hello", 3000);
-  eq(sockets[1].sent[0], { type: "hello", name: "Ada", resume: "tok", ack: 2 }, "resume hello");
-  sockets[1].push({ type: "welcome", id: "me", resume: "tok", resumed: true, iceServers: [], heartbeat: hb, room: "", peers: [{ id: "p", name: "P" }], ack: 1, seq: 3 });
-  eq(sockets[1].of("signal").map((m) => [m.seq, m.data]), [[2, "two"], [3, "three"]], "resent after resume");
-  sockets[1].push({ seq: 2, type: "signal", from: "p", data: "b" }); // replayed twice
-  sockets[1].push({ seq: 3, type: "signal", from: "p", data: "c" });
-  eq(got, ["a", "b", "c"], "received exactly once");
-  eq(s.state, "open", "state");
-  s.close();
-});
-
-test("session/close-codes", async () => {
-  const table = [
-    { code: 4001, state: "closed", sockets: 1 },
-    { code: 1008, state: "closed", sockets: 1 },
-    { code: 4002, state: "reconnecting", sockets: 2, fresh: true },
-    { code: 1012, state: "reconnecting", sockets: 2, fresh: false },
-  ];
-  for (const tt of table) {
-    const { FakeWS, sockets } = fakeServer();
-    const s = new Session("ws://x/ws", { name: "Ada", WebSocket: /** @type {any} */ (FakeWS) });
-    s.open();
-    await until(() => sockets[0]?.sent.length === 1, "hello");
-    sockets[0].push({ type: "welcome", id: "me", resume: "tok", resumed: false, iceServers: [], heartbeat: hb, room: "", peers: [], seq: 0 });
-    sockets[0].drop(tt.code);
-    eq(s.state, tt.state, `state after close ${tt.code}`);
-    if (tt.sockets === 2) {
-      await until(() => sockets.length === 2 && sockets[1].sent.length === 1, `reconnect after ${tt.code}`, 3000);
-      eq("resume" in sockets[1].sent[0], !tt.fresh, `hello after ${tt.code} resumes`);
-    } else {
-      await sleep(700);
-      eq(sockets.length, 1, `sockets after close ${tt.code}`);
-    }
-    s.close();
-  }
-});
-
-test("session/heartbeat-timeout-reconnects", async () => {
-  const { FakeWS, sockets } = fakeServer();
-  const s = new Session("ws://x/ws", { name: "Ada", WebSocket: /** @type {any} */ (FakeWS) });
-  s.open();
-  await until(() => sockets[0]?.sent.length === 1, "hello");
-  sockets[0].push({ type: "welcome", id: "me", resume: "tok", resumed: false, iceServers: [], heartbeat: { interval: 100, timeout: 500 }, room: "", peers: [], seq: 4 });
-  await until(() => sockets[0].of("ping").length >= 2, "pings", 2000);
-  eq(sockets[0].of("ping")[0].ack, 0, "ping ack");
-  // The fake server never answers: after 500 ms the client gives up on this socket.
-  await until(() => sockets.length === 2, "reconnect after silence", 3000);
-  ok(sockets[0].closedBy >= 4000, `closed the dead socket with ${sockets[0].closedBy}`);
-  s.close();
-});
-
-test("session/offline-after-failed-reconnects-then-back", async () => {
-  const { FakeWS, sockets } = fakeServer();
-  const s = new Session("ws://x/ws", { name: "Ada", offlineAfter: 400, WebSocket: /** @type {any} */ (FakeWS) });
-  const states = [];
-  s.addEventListener("state", (e) => states.push(/** @type {CustomEvent} */ (e).detail.state));
-  s.open();
-  await until(() => sockets[0]?.sent.length === 1, "hello");
-  sockets[0].push({ type: "welcome", id: "me", resume: "tok", resumed: false, iceServers: [], heartbeat: hb, room: "", peers: [], seq: 0 });
-  sockets[0].drop(1006);
-  // The server stays unreachable: every new socket fails at once.
-  const down = setInterval(() => {
-    for (const ws of sockets) if (ws.readyState === 1 && !ws.failed) (ws.failed = true), ws.drop(1006);
-  }, 5);
-  try {
-    await until(() => s.state === "offline", () => `state offline, got ${states}`, 8000);
-  } finally {
-    clearInterval(down);
-  }
-  ok(sockets.length >= 2, `only ${sockets.length} connection attempts before offline`);
-  await until(() => sockets.at(-1).readyState === 1 && !sockets.at(-1).failed && sockets.at(-1).sent.length === 1, "a new attempt", 20000);
-  sockets.at(-1).push({ type: "welcome", id: "me", resume: "tok", resumed: true, iceServers: [], heartbeat: hb, room: "", peers: [], ack: 0, seq: 0 });
-  eq(s.state, "open", "state once the server answers");
-  eq([states[0], states[1], states.includes("offline"), states.at(-1)], ["open", "reconnecting", true, "open"], `state sequence ${states}`);
-  s.close();
-});
 
 test("session/call-errors-end-the-call", async () => {
   const { FakeWS, sockets } = fakeServer();
@@ -596,38 +262,29 @@ test("session/ice-servers-push-reaches-live-calls", async () => {
   eq(call.state, "ended", "call state after close");
 });
 
-// ---- /check helpers ----
-
-test("check/parse-ice-url", () => {
-  const table = [
-    ["stun:1.2.3.4:3478", { scheme: "stun", host: "1.2.3.4", port: 3478, transport: "udp" }],
-    ["turn:h.example:3479?transport=tcp", { scheme: "turn", host: "h.example", port: 3479, transport: "tcp" }],
-    ["turns:h.example:5349?transport=tcp", { scheme: "turns", host: "h.example", port: 5349, transport: "tcp" }],
-    ["turn:[::1]:3478?transport=udp", { scheme: "turn", host: "[::1]", port: 3478, transport: "udp" }],
-    ["turn:host", { scheme: "turn", host: "host", port: 3478, transport: "udp" }],
-    ["http://x", null],
-  ];
-  for (const [url, want] of table) eq(parseIceURL(url), want, `parseIceURL(${url})`);
-  eq(
-    linesFrom([{ urls: ["stun:h:1"] }, { urls: ["turn:h:1?transport=udp", "turn:h:1?transport=tcp", "turns:d:5349?transport=tcp"], username: "u", credential: "c" }]).map((l) => l.kind),
-    ["stun", "turn-udp", "turn-tcp", "turn-tls"],
-    "linesFrom kinds",
-  );
-});
-
-test("check/conclusion", () => {
-  const row = (kind, okv, port = 3478) => ({ line: { kind, port, proto: kind === "turn-udp" || kind === "stun" ? "UDP" : "TCP" }, result: { ok: okv } });
-  const table = [
-    { rows: [row("stun", true), row("turn-udp", true), row("turn-tcp", true)], call: { ok: true }, ok: true, has: "will work" },
-    { rows: [row("stun", false), row("turn-udp", false), row("turn-tcp", true)], call: { ok: true }, ok: true, has: "UDP to the server is blocked" },
-    { rows: [row("stun", true), row("turn-udp", true)], call: { ok: false }, ok: false, has: "relay port range" },
-    { rows: [row("stun", false), row("turn-udp", false), row("turn-tcp", false)], call: null, ok: false, has: "UDP 3478, TCP 3478" },
-  ];
-  for (const tt of table) {
-    const c = conclusion(/** @type {any} */ (tt.rows), tt.call);
-    eq(c.ok, tt.ok, `conclusion ok for ${tt.has}`);
-    ok(c.text.includes(tt.has), `conclusion ${JSON.stringify(c.text)} lacks ${JSON.stringify(tt.has)}`);
-  }
+test("session/media-state-goes-both-ways", async () => {
+  const { FakeWS, sockets } = fakeServer();
+  const s = new Session("ws://x/ws", { name: "Ada", WebSocket: /** @type {any} */ (FakeWS) });
+  s.open();
+  await until(() => sockets[0]?.sent.length === 1, "hello");
+  sockets[0].push({ type: "welcome", id: "me", resume: "tok", resumed: false, iceServers: [], heartbeat: hb, room: "r", peers: [{ id: "a", name: "A" }], ack: 0 });
+  const call = s.meshCall("a", { stream: null });
+  const media = () => sockets[0].of("signal").filter((m) => m.data.media).map((m) => [m.to, m.data.call, m.data.media]);
+  call.setMedia({ audio: false, video: true });
+  call.setMedia({ audio: false, video: true }); // unchanged: not sent again
+  eq(media(), [["a", call.id, { audio: false, video: true }]], "media signals sent");
+  const seen = [];
+  call.addEventListener("media", (e) => seen.push(e.detail));
+  eq(call.remoteMedia, null, "remote media before the peer said");
+  sockets[0].push({ seq: 1, type: "signal", from: "a", data: { call: call.id, media: { audio: true, video: false } } });
+  eq([call.remoteMedia, seen], [{ audio: true, video: false }, [{ audio: true, video: false }]], "remote media");
+  // An outgoing call tells its state once the call starts, not while ringing.
+  const out = s.call("a", { stream: null });
+  out.setMedia({ audio: true, video: false });
+  eq(media().length, 1, "media signals while ringing");
+  sockets[0].push({ seq: 2, type: "accepted", call: out.id, peer: "a", polite: false });
+  eq(media().at(-1), ["a", out.id, { audio: true, video: false }], "media signal once accepted");
+  s.close();
 });
 
 /** Runs every test (optionally only names containing filter). */
