@@ -219,7 +219,7 @@ func (s *Server) Listen(ctx context.Context) error {
 	ts, err := turn.NewServer(turn.ServerConfig{
 		PacketConnConfigs: pcs,
 		ListenerConfigs:   lcs,
-		LoggerFactory:     pionLogs{log: s.log},
+		LoggerFactory:     newPionLogs(s.log),
 		Realm:             s.cfg.Realm,
 		AuthHandler:       s.auth.handler,
 		QuotaHandler:      s.quota,
