@@ -167,4 +167,3 @@ func parseUDPDrops(b []byte, inodes map[uint64]bool, drops map[uint64]uint64) er
 	}
 	return nil
 }
-

@@ -127,7 +127,6 @@ func parseProcStatTotal(b []byte) (time.Duration, int, error) {
 	return d, max(cpus, 1), err
 }
 
-
 // RSS returns the resident set size of process pid in bytes, from the
 // VmRSS line of /proc/<pid>/status.
 func RSS(pid int) (int64, error) {
