@@ -23,9 +23,9 @@ import (
 // arrives, if the receiver still has that call with that peer: envelopes that
 // cross (a cancel and an accept) end the call on both sides.
 //
-// Glare, two sessions calling each other at once: each has its caller half set
-// when the other's invite arrives, so each invite bounces busy, and both callers
-// get `busy` (PROTOCOL.md). Neither call rings; clients retry.
+// Glare, two sessions calling each other at once: the call of the session
+// with the smaller id goes on, the other caller hears busy for its own call and
+// then the incoming call (see invited, PROTOCOL.md).
 
 // half is one session's side of a call; guarded by its session's mu.
 type half struct {
@@ -210,12 +210,12 @@ func (s *session) control(e Envelope) error {
 		if h.caller && !h.active {
 			out = wire.CallEnded{Type: wire.TypeDeclined, Call: h.id, From: e.From}
 		}
-	case opCancel:
-		if !h.caller && !h.active {
+	case opCancel: // even when active: the callee's accept crossed the cancel
+		if !h.caller {
 			out = wire.CallEnded{Type: wire.TypeCancelled, Call: h.id, From: e.From}
 		}
-	case opTimeout:
-		if !h.caller && !h.active {
+	case opTimeout: // even when active: the callee's accept crossed the timeout
+		if !h.caller {
 			out = wire.Timeout{Type: wire.TypeTimeout, Call: h.id}
 		}
 	case opHangup:
@@ -236,23 +236,38 @@ func (s *session) control(e Envelope) error {
 }
 
 // invited takes an invite: the callee's half and the client's call, or ErrBusy.
+//
+// Glare (s rings from, which rings s): the session with the smaller id keeps
+// its call and refuses the other's invite as busy; the other one gives its own
+// call up (its client hears busy for it) and takes the invite. Both sides apply
+// the same rule, so the outcome does not depend on which invite arrives first.
 func (s *session) invited(from string, c control) error {
 	s.mu.Lock()
-	switch {
-	case s.gone:
+	if s.gone {
 		s.mu.Unlock()
 		return ErrNoSession
-	case s.call != nil:
-		s.mu.Unlock()
-		return ErrBusy
+	}
+	var yielded *half
+	if h := s.call; h != nil {
+		if !h.caller || h.active || h.peer != from || s.id < from {
+			s.mu.Unlock()
+			return ErrBusy
+		}
+		s.call, yielded = nil, h
+		_ = s.enqueueLocked(outgoing{Value: wire.CallEnded{Type: wire.TypeBusy, Call: h.id, From: from, Ref: h.ref}})
 	}
 	msg := outgoing{Value: wire.Incoming{Type: wire.TypeCall, Call: c.Call, From: from, Name: c.Name}, From: from}
-	if err := s.enqueueLocked(msg); err != nil {
-		s.mu.Unlock()
+	err := s.enqueueLocked(msg)
+	if err == nil {
+		s.call = &half{id: c.Call, peer: from}
+	}
+	s.mu.Unlock()
+	if yielded != nil {
+		s.e.callOver(yielded)
+	}
+	if err != nil {
 		return err
 	}
-	s.call = &half{id: c.Call, peer: from}
-	s.mu.Unlock()
 	s.sendControl(from, control{Op: opRinging, Call: c.Call})
 	return nil
 }

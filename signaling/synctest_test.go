@@ -53,9 +53,9 @@ func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) 
 	}
 }
 
-// bubbleHub starts a hub on a pipe listener; stop shuts everything down so the
+// bubble starts a hub on a pipe listener; stop shuts everything down so the
 // bubble can end.
-func bubbleHub(t *testing.T, cfg Config) (dial func(name string) *websocket.Conn, hub *Hub, stop func()) {
+func bubble(t *testing.T, cfg Config) (ln *pipeListener, hub *Hub, stop func(), client *http.Client) {
 	t.Helper()
 	if cfg.ICE == nil {
 		cfg.ICE = &fakeICE{}
@@ -69,10 +69,25 @@ func bubbleHub(t *testing.T, cfg Config) (dial func(name string) *websocket.Conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := newPipeListener()
+	ln = newPipeListener()
 	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
-	client := &http.Client{Transport: &http.Transport{DialContext: ln.dial}}
+	client = &http.Client{Transport: &http.Transport{DialContext: ln.dial}}
+	stop = func() {
+		srv.Close()
+		h.Close()
+		client.CloseIdleConnections()
+		if ar != nil {
+			ar.close()
+		}
+	}
+	return ln, h, stop, client
+}
+
+// bubbleHub is bubble with a dial that says hello in room "s" and reads the welcome.
+func bubbleHub(t *testing.T, cfg Config) (dial func(name string) *websocket.Conn, hub *Hub, stop func()) {
+	t.Helper()
+	_, h, stopHub, client := bubble(t, cfg)
 	var conns []*websocket.Conn
 	dial = func(name string) *websocket.Conn {
 		t.Helper()
@@ -91,15 +106,10 @@ func bubbleHub(t *testing.T, cfg Config) (dial func(name string) *websocket.Conn
 		return c
 	}
 	stop = func() {
-		srv.Close()
-		h.Close()
 		for _, c := range conns {
 			c.CloseNow()
 		}
-		client.CloseIdleConnections()
-		if ar != nil {
-			ar.close()
-		}
+		stopHub()
 	}
 	return dial, h, stop
 }
