@@ -71,8 +71,10 @@ func TestRelayThroughHub(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Relay: %v", err)
 			}
-			if res.Sent < 150 || res.Delivered != res.Sent || len(res.ServerErrors) != 0 || res.Dropped != 0 {
-				t.Errorf("Relay = sent %d delivered %d errors %v dropped %d; want >= 150 sent, all delivered, no errors",
+			// How many are sent depends on how much CPU the senders get; that
+			// all of them arrive does not.
+			if res.Sent == 0 || res.Delivered != res.Sent || len(res.ServerErrors) != 0 || res.Dropped != 0 {
+				t.Errorf("Relay = sent %d delivered %d errors %v dropped %d; want some sent, all delivered, no errors",
 					res.Sent, res.Delivered, res.ServerErrors, res.Dropped)
 			}
 			if res.Latency.Count != res.Delivered || res.Latency.P50 <= 0 {
