@@ -100,10 +100,11 @@ type dashboardTarget struct {
 }
 
 type grafanaPanel struct {
-	ID         int             `json:"id"`
-	Type       string          `json:"type"`
-	Title      string          `json:"title"`
-	Datasource json.RawMessage `json:"datasource"`
+	ID         int                      `json:"id"`
+	Type       string                   `json:"type"`
+	Title      string                   `json:"title"`
+	GridPos    struct{ H, W, X, Y int } `json:"gridPos"`
+	Datasource json.RawMessage          `json:"datasource"`
 	Targets    []struct {
 		Expr       string          `json:"expr"`
 		RefID      string          `json:"refId"`
@@ -163,6 +164,19 @@ func loadDashboard(t *testing.T) (grafanaDashboard, []dashboardTarget) {
 		}
 	}
 	walk(d.Panels)
+	// Top-level panels tile the 24-column grid without overlapping.
+	for i, p := range d.Panels {
+		g := p.GridPos
+		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.Y < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside the 24-column grid", p.Title, g)
+		}
+		for _, q := range d.Panels[:i] {
+			h := q.GridPos
+			if g.X < h.X+h.W && h.X < g.X+g.W && g.Y < h.Y+h.H && h.Y < g.Y+g.H {
+				t.Errorf("panels %q %+v and %q %+v overlap", q.Title, h, p.Title, g)
+			}
+		}
+	}
 	return d, targets
 }
 
