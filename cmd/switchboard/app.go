@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,11 +45,13 @@ const (
 // metrics endpoints. newApp builds it without I/O; start binds everything.
 type app struct {
 	// Static after newApp.
-	cfg   Config
-	log   *slog.Logger
-	reg   *prometheus.Registry
-	hub   *signaling.Hub
-	certs *certSource // nil: TLS off
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	hub     *signaling.Hub
+	certs   *certSource // nil: TLS off
+	invites *signaling.InviteStore
+	signin  *signaling.SignIn
 
 	// Set by start before any listener serves; read-only afterwards.
 	relay     *relay.Server
@@ -65,6 +71,8 @@ type app struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	summary stopSummary // set by shutdown, read after it returns
 }
 
 // startedState is what the ICE provider and the metrics collector read.
@@ -115,6 +123,19 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 	}
 	a.hub = hub
 
+	a.invites = signaling.NewInviteStore(a.cfg.dataDir())
+	a.signin, err = signaling.NewSignIn(signaling.SignInConfig{
+		Secret:         []byte(cfg.AuthSecret),
+		Passcode:       []byte(cfg.Passcode),
+		PasscodeHash:   []byte(cfg.PasscodeHash),
+		Invites:        a.invites,
+		TrustedProxies: []netip.Prefix(cfg.TrustedProxies),
+		Logger:         log.With("component", "signin"),
+	})
+	if err != nil {
+		return nil, err // validate has checked what a setting can get wrong
+	}
+
 	a.reg.MustRegister(
 		newCollector(a),
 		collectors.NewGoCollector(),
@@ -131,6 +152,13 @@ func (a *app) start(ctx context.Context) error {
 		return err
 	}
 	a.publicHow = how
+	if a.cfg.AuthSecret != "" {
+		// A damaged use-count file stops start-up: starting over would give
+		// used-up links their uses back.
+		if err := a.invites.Load(ctx); err != nil {
+			return &configError{Var: envPrefix + "DATA_DIR", Msg: oneLine(err.Error())}
+		}
+	}
 
 	var ip4 netip.Addr
 	if ip.Is4() {
@@ -281,8 +309,19 @@ func (a *app) mainHandler(metrics http.Handler) http.Handler {
 	a.healthRoutes(mux, metrics)
 	mux.Handle("/ws", a.hub)
 	mux.Handle("/api/ice-servers", a.hub.ICEServersHandler())
+	mux.Handle("/api/signin", a.signin)
 	mux.Handle("/", web.Handler())
-	return mux
+	return noReferrer(mux)
+}
+
+// noReferrer keeps the page's URL out of Referer headers on every answer
+// (pages, API, redirects): an invite link's token lives in the fragment,
+// which browsers never send, but a query token (/check?token=) would leak.
+func noReferrer(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // plainHandler is the HTTP listener when TLS is on: ACME HTTP-01, health
@@ -292,7 +331,7 @@ func (a *app) plainHandler(metrics http.Handler) http.Handler {
 	a.healthRoutes(mux, metrics)
 	mux.HandleFunc("/", a.redirectHTTPS)
 	if a.certs.acme == nil {
-		return mux
+		return noReferrer(mux)
 	}
 	acmeHandler := a.certs.acme.HTTPHandler(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -303,6 +342,7 @@ func (a *app) plainHandler(metrics http.Handler) http.Handler {
 			r = r.Clone(r.Context())
 			r.Host = h
 		}
+		w.Header().Set("Referrer-Policy", "no-referrer")
 		acmeHandler.ServeHTTP(w, r)
 	})
 }
@@ -319,8 +359,61 @@ func (a *app) healthRoutes(mux *http.ServeMux, metrics http.Handler) {
 		io.WriteString(w, "ready\n")
 	})
 	if a.cfg.MetricsAddr == "" {
-		mux.Handle("GET /metrics", metrics)
+		mux.Handle("GET /metrics", a.metricsGuard(metrics))
 	}
+}
+
+// metricsGuard keeps /metrics on the public listeners to this host: with TLS
+// the documented port-80 forward exposes the plain listener to the internet, and
+// the counters tell a stranger how busy the server is and when. A scraper
+// elsewhere sends METRICS_TOKEN, or gets its own METRICS_ADDR listener.
+func (a *app) metricsGuard(h http.Handler) http.Handler {
+	var want [32]byte
+	if a.cfg.MetricsToken != "" {
+		want = sha256.Sum256([]byte(a.cfg.MetricsToken))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if localRequest(r, []netip.Prefix(a.cfg.TrustedProxies)) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if a.cfg.MetricsToken != "" {
+			if tok := bearerToken(r); tok != "" {
+				got := sha256.Sum256([]byte(tok))
+				if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
+					h.ServeHTTP(w, r)
+					return
+				}
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			http.Error(w, "metrics need Authorization: Bearer SWITCHBOARD_METRICS_TOKEN", http.StatusUnauthorized)
+			return
+		}
+		http.Error(w, "metrics are served to this host only: set SWITCHBOARD_METRICS_TOKEN or SWITCHBOARD_METRICS_ADDR to scrape from elsewhere", http.StatusForbidden)
+	})
+}
+
+// localRequest reports whether r comes from this host: a loopback client
+// address, and not relayed by a local reverse proxy that is not trusted
+// (its forwarding headers then name someone else).
+func localRequest(r *http.Request, trusted []netip.Prefix) bool {
+	if !signaling.ClientIP(r, trusted).IsLoopback() {
+		return false
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err == nil && slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(peer.Addr().Unmap()) }) {
+		return true // a trusted proxy's X-Forwarded-For was believed above
+	}
+	return r.Header.Get("X-Forwarded-For") == "" && r.Header.Get("Forwarded") == "" && r.Header.Get("X-Real-Ip") == ""
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer" header.
+func bearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
 }
 
 // redirectHTTPS sends a browser to HTTPS. A request to the default port 80
@@ -359,23 +452,40 @@ func (a *app) httpsURL() string {
 
 // openURL is the URL a person should open in the browser.
 func (a *app) openURL() string {
+	httpsPort := 0
 	if a.httpsLn != nil {
-		host := a.cfg.Domain
-		if host == "" {
-			host = "localhost"
+		httpsPort = portOf(a.httpsLn.Addr())
+	}
+	return publicURL(&a.cfg, portOf(a.httpLn.Addr()), httpsPort)
+}
+
+// publicURL is the URL people open, given the bound (or configured) ports:
+// PUBLIC_URL when set. With TLS and a domain, https://DOMAIN/ without a port:
+// the documented setup has the router forward 443 to HTTPS_ADDR (:8443 by
+// default), or HTTPS_ADDR is :443 itself; printing :8443 would send people to
+// a port the router does not forward. Without a domain, https://localhost:PORT/.
+// Without TLS, http:// on the HTTP listener's host, or localhost (a secure
+// context, so cameras work over plain HTTP there).
+func publicURL(c *Config, httpPort, httpsPort int) string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
+	if c.tlsOn() {
+		if c.Domain != "" {
+			return "https://" + c.Domain + "/"
 		}
-		if p := portOf(a.httpsLn.Addr()); p != 443 {
-			host = net.JoinHostPort(host, strconv.Itoa(p))
+		host := "localhost"
+		if httpsPort != 443 {
+			host = net.JoinHostPort(host, strconv.Itoa(httpsPort))
 		}
 		return "https://" + host + "/"
 	}
-	host, _, _ := net.SplitHostPort(a.cfg.HTTPAddr)
+	host, _, _ := net.SplitHostPort(c.HTTPAddr)
 	ip, err := netip.ParseAddr(host)
 	if host == "" || (err == nil && (ip.IsUnspecified() || ip.IsLoopback())) {
-		// localhost is a secure context, so cameras work over plain HTTP.
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(portOf(a.httpLn.Addr()))) + "/"
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(httpPort)) + "/"
 }
 
 // shutdown stops gracefully: /readyz turns false, no new sessions or
@@ -395,23 +505,40 @@ func (a *app) shutdown(ctx context.Context) error {
 	if a.relay != nil {
 		a.relay.Drain()
 	}
+	hs := a.hub.Stats()
+	sum := stopSummary{Sessions: hs.Sessions}
 	err := a.hub.Shutdown(ctx)
 
 	if a.relay != nil {
-		if n := a.relay.Allocations(); n > 0 {
-			a.log.Info("draining turn allocations", "allocations", n, "timeout", a.cfg.DrainTimeout)
+		sum.Allocations = a.relay.Allocations()
+		if sum.Allocations > 0 {
+			a.log.Info("draining turn allocations", "allocations", sum.Allocations,
+				"timeout", a.cfg.DrainTimeout, "idle_after", drainIdle)
 		}
 		dctx, cancel := context.WithDeadline(ctx, drainUntil)
-		derr := a.relay.Shutdown(dctx)
+		traffic := func() uint64 {
+			st := a.relay.Stats()
+			return st.PacketsToPeer + st.PacketsFromPeer
+		}
+		sum.End = drainRelay(dctx, a.relay.Allocations, traffic, drainIdle, drainPoll)
 		cancel()
-		if derr != nil && ctx.Err() == nil && errors.Is(derr, context.DeadlineExceeded) {
+		// Read before Close, which forgets every allocation.
+		sum.Closed = a.relay.Allocations()
+		sum.Ended = max(sum.Allocations-sum.Closed, 0)
+		switch sum.End {
+		case drainEndTimeout:
 			// Running out of drain time is the normal end of a long call,
 			// not a failed stop.
-			a.log.Info("drain timeout; closing remaining allocations", "allocations", a.relay.Allocations())
-			derr = nil
+			a.log.Info("drain timeout; closing remaining allocations", "allocations", sum.Closed)
+		case drainEndIdle:
+			a.log.Info("no relayed traffic; closing idle allocations", "allocations", sum.Closed, "idle", drainIdle)
 		}
-		err = errors.Join(err, derr)
+		if ctx.Err() != nil {
+			err = errors.Join(err, ctx.Err())
+		}
+		err = errors.Join(err, a.relay.Close())
 	}
+	a.summary = sum
 
 	var g errgroup.Group
 	for _, s := range []*http.Server{a.httpSrv, a.httpsSrv, a.metricSrv} {
@@ -421,6 +548,63 @@ func (a *app) shutdown(ctx context.Context) error {
 	}
 	err = errors.Join(err, g.Wait())
 	return errors.Join(err, a.close())
+}
+
+// Drain tuning. drainIdle: a live call relays something at least every few
+// seconds even with camera and microphone off (ICE consent checks every 4-6 s,
+// RFC 7675, and RTCP reports), so 10 s without a relayed packet means the
+// browsers are gone and their allocations would only hold the stop until
+// DRAIN_TIMEOUT. drainPoll: allocations end on Refresh(0); half a second adds
+// nothing noticeable to a stop.
+const (
+	drainIdle = 10 * time.Second
+	drainPoll = 500 * time.Millisecond
+)
+
+// drainEnd is why the drain ended.
+type drainEnd int
+
+const (
+	drainEndDone    drainEnd = iota // no allocation left
+	drainEndIdle                    // allocations left, but none relayed anything for drainIdle
+	drainEndTimeout                 // ctx ended (DRAIN_TIMEOUT, or the stop's own deadline)
+)
+
+// drainRelay waits until allocs() is 0, traffic() (a relayed-packet count)
+// stays unchanged for idle, or ctx ends, checking every poll.
+func drainRelay(ctx context.Context, allocs func() int, traffic func() uint64, idle, poll time.Duration) drainEnd {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	last, since := traffic(), time.Now()
+	for {
+		if allocs() == 0 {
+			return drainEndDone
+		}
+		if n := traffic(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= idle {
+			return drainEndIdle
+		}
+		select {
+		case <-ctx.Done():
+			return drainEndTimeout
+		case <-t.C:
+		}
+	}
+}
+
+// stopSummary is what the closing log line reports.
+type stopSummary struct {
+	Sessions    int      // signaling sessions told to reconnect
+	Allocations int      // TURN allocations when the drain began
+	Ended       int      // of those, ended by their clients during the drain
+	Closed      int      // closed by the stop (timeout or idle)
+	End         drainEnd // why the drain ended
+}
+
+func (s stopSummary) attrs() []any {
+	return []any{"sessions", s.Sessions, "allocations", s.Allocations,
+		"allocations_ended", s.Ended, "allocations_closed", s.Closed}
 }
 
 // close stops everything now. It is idempotent.
@@ -451,12 +635,17 @@ func (a *app) close() error {
 }
 
 // banner is the one block printed at start: where it listens, what public
-// IP it advertises and why, and the URL to open.
+// IP it advertises and why, the URL to open, and warnings.
 func (a *app) banner(w io.Writer) {
 	st := a.started.Load()
 	var b strings.Builder
+	open := a.openURL()
+	hint := "two devices, or two tabs, to try a call"
+	if strings.HasPrefix(open, "http:") {
+		hint = "two tabs on this computer to try a call"
+	}
 	fmt.Fprintf(&b, "switchboard %s\n", version())
-	fmt.Fprintf(&b, "  open       %s  (two tabs or two devices to try a call)\n", a.openURL())
+	fmt.Fprintf(&b, "  open       %s  (%s)\n", open, hint)
 	fmt.Fprintf(&b, "  http       %s\n", a.httpLn.Addr())
 	if a.httpsLn != nil {
 		fmt.Fprintf(&b, "  https      %s  (certificate: %s)\n", a.httpsLn.Addr(), a.certKind())
@@ -467,18 +656,92 @@ func (a *app) banner(w io.Writer) {
 	}
 	fmt.Fprintf(&b, "  relay      udp ports %s\n", a.cfg.RelayPorts)
 	fmt.Fprintf(&b, "  public ip  %s (%s)\n", st.endpoints.Host, a.publicHow)
-	if a.metricLn != nil {
+	switch {
+	case a.metricLn != nil:
 		fmt.Fprintf(&b, "  metrics    http://%s/metrics\n", a.metricLn.Addr())
-	} else {
-		fmt.Fprintf(&b, "  metrics    /metrics on the http listener\n")
+	case a.cfg.MetricsToken != "":
+		fmt.Fprintf(&b, "  metrics    /metrics on the http(s) listeners: this host, or with SWITCHBOARD_METRICS_TOKEN\n")
+	default:
+		fmt.Fprintf(&b, "  metrics    /metrics on the http(s) listeners, to this host only\n")
 	}
-	if a.relay.GeneratedSecret() {
-		fmt.Fprintf(&b, "  WARNING    TURN secret generated at start: it changes on restart and `switchboard credentials` cannot mint for it; set SWITCHBOARD_TURN_SECRET\n")
+	if a.cfg.AuthSecret != "" {
+		how := "invite links (switchboard invite)"
+		if a.cfg.Passcode != "" || a.cfg.PasscodeHash != "" {
+			how += " or the passcode"
+		}
+		fmt.Fprintf(&b, "  sign-in    %s\n", how)
 	}
-	if a.cfg.AuthSecret == "" {
-		fmt.Fprintf(&b, "  WARNING    open mode: anyone who reaches this server can sign in and get TURN credentials; set SWITCHBOARD_AUTH_SECRET to require tokens\n")
+	for _, warn := range startupWarnings(&a.cfg, st.endpoints.Host, a.relay.GeneratedSecret()) {
+		fmt.Fprintf(&b, "  WARNING    %s\n", warn)
 	}
 	io.WriteString(w, b.String())
+}
+
+// Address ranges the start-up warnings name.
+var (
+	docRanges = []netip.Prefix{ // RFC 5737, RFC 3849: examples, .env.example's placeholder
+		netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"),
+		netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32"),
+	}
+	cgnatRange = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598: the carrier's NAT, not yours
+)
+
+// startupWarnings lists what will make calls fail for people elsewhere,
+// in the banner's words: the common NAT mistakes, placeholders left from
+// deploy/.env.example, plain HTTP, and missing secrets.
+func startupWarnings(c *Config, public netip.Addr, generatedTURNSecret bool) []string {
+	var out []string
+	set := "set SWITCHBOARD_PUBLIC_IP to your router's public (WAN) address"
+	switch ip := public.Unmap(); {
+	case !ip.IsValid():
+	case slices.ContainsFunc(docRanges, func(p netip.Prefix) bool { return p.Contains(ip) }):
+		out = append(out, fmt.Sprintf("public ip %s is a documentation example (deploy/.env.example's placeholder?), nobody can reach it: %s", ip, set))
+	case ip.IsLoopback():
+		out = append(out, fmt.Sprintf("public ip %s is loopback: only this computer can use the relay; %s", ip, set))
+	case cgnatRange.Contains(ip):
+		out = append(out, fmt.Sprintf("public ip %s is in the carrier-grade NAT range (100.64.0.0/10): your provider's NAT sits in front of your router, so forwarded ports are not reachable from outside; ask for a public IPv4 or run the relay on a host that has one", ip))
+	case ip.IsPrivate() || ip.IsLinkLocalUnicast():
+		out = append(out, fmt.Sprintf("public ip %s is a private address: only devices on this network can use the relay; behind a router %s", ip, set))
+	}
+	if d := c.Domain; placeholderDomain(d) {
+		out = append(out, fmt.Sprintf("domain %s is an example name (deploy/.env.example's placeholder?): set SWITCHBOARD_ACME_DOMAINS (or SWITCHBOARD_DOMAIN) to your own DNS name", d))
+	}
+	if u, err := url.Parse(c.PublicURL); err == nil && placeholderDomain(u.Hostname()) {
+		out = append(out, fmt.Sprintf("SWITCHBOARD_PUBLIC_URL %s is an example name: put the address people really open", c.PublicURL))
+	}
+	if !c.tlsOn() && !loopbackOnly(c.HTTPAddr) {
+		out = append(out, "no TLS: other devices can open the page over plain http but browsers give it no camera or microphone (only https or localhost); set SWITCHBOARD_ACME_DOMAINS or SWITCHBOARD_TLS_CERT")
+	}
+	if generatedTURNSecret {
+		out = append(out, "TURN secret generated at start: it changes on restart and `switchboard credentials` cannot mint for it; set SWITCHBOARD_TURN_SECRET")
+	}
+	if c.AuthSecret == "" {
+		out = append(out, "open mode: anyone who reaches this server can sign in and get TURN credentials; set SWITCHBOARD_AUTH_SECRET to require a sign-in (invite links, passcode)")
+	}
+	return out
+}
+
+// placeholderDomain reports names reserved for examples (RFC 2606, RFC 6761):
+// example.com/.net/.org and below, and the .example, .test, .invalid and
+// .localhost top-level domains.
+func placeholderDomain(d string) bool {
+	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	for _, s := range []string{"example.com", "example.net", "example.org", "example", "test", "invalid"} {
+		if d == s || strings.HasSuffix(d, "."+s) {
+			return true
+		}
+	}
+	return false
+}
+
+// loopbackOnly reports whether a listen address accepts only this host.
+func loopbackOnly(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (a *app) certKind() string {

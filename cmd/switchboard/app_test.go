@@ -22,6 +22,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
+	"net/http/httptest"
+	"net/netip"
+	"testing/synctest"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while run writes to it.
@@ -96,6 +99,7 @@ func TestServe(t *testing.T) {
 				"SWITCHBOARD_AUTH_SECRET": "0123456789abcdef0123456789abcdef",
 			},
 			publicIP: "127.0.0.1 (set by SWITCHBOARD_PUBLIC_IP)",
+			warnings: []string{"public ip 127.0.0.1 is loopback"},
 		},
 	}
 	for _, tt := range tests {
@@ -135,8 +139,8 @@ func TestServe(t *testing.T) {
 					t.Errorf("banner lacks warning %q:\n%s", w, banner)
 				}
 			}
-			if len(tt.warnings) == 0 && strings.Contains(banner, "WARNING") {
-				t.Errorf("unexpected warning:\n%s", banner)
+			if n := strings.Count(banner, "WARNING"); len(tt.warnings) > 0 && tt.publicIP != "" && n != len(tt.warnings) {
+				t.Errorf("%d warnings, want %d:\n%s", n, len(tt.warnings), banner)
 			}
 			for _, secret := range []string{tt.env["SWITCHBOARD_TURN_SECRET"], tt.env["SWITCHBOARD_AUTH_SECRET"]} {
 				if secret != "" && strings.Contains(stdout.String()+stderr.String(), secret) {
@@ -809,5 +813,206 @@ func TestTokenWorks(t *testing.T) {
 				t.Errorf("hello %v answered %+v, want %s", tt.hello["token"] != nil, m, tt.wantType)
 			}
 		})
+	}
+}
+
+func TestPublicURL(t *testing.T) {
+	tests := []struct {
+		name              string
+		env               map[string]string
+		httpPort, tlsPort int
+		want              string
+	}{
+		{"nothing set", nil, 8080, 0, "http://localhost:8080/"},
+		{"loopback http", map[string]string{"SWITCHBOARD_HTTP_ADDR": "127.0.0.1:8080"}, 8080, 0, "http://localhost:8080/"},
+		{"lan http", map[string]string{"SWITCHBOARD_HTTP_ADDR": "192.168.1.10:8080"}, 8080, 0, "http://192.168.1.10:8080/"},
+		{"deploy guide: ACME, router forwards 443 to 8443", map[string]string{"SWITCHBOARD_ACME_DOMAINS": "call.example.com"}, 8080, 8443, "https://call.example.com/"},
+		{"https on 443 itself", map[string]string{"SWITCHBOARD_ACME_DOMAINS": "call.example.com", "SWITCHBOARD_HTTPS_ADDR": ":443"}, 8080, 443, "https://call.example.com/"},
+		{"public url wins", map[string]string{"SWITCHBOARD_ACME_DOMAINS": "call.example.com", "SWITCHBOARD_PUBLIC_URL": "https://call.example.com:8443"}, 8080, 8443, "https://call.example.com:8443/"},
+		{"public url behind a proxy", map[string]string{"SWITCHBOARD_PUBLIC_URL": "https://meet.example.org/"}, 8080, 0, "https://meet.example.org/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseConfigMap(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := publicURL(&cfg, tt.httpPort, tt.tlsPort); got != tt.want {
+				t.Errorf("publicURL = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	// A certificate without a domain: localhost with the bound port.
+	cfg := Config{TLSCert: "c", TLSKey: "k"}
+	if got := publicURL(&cfg, 8080, 8443); got != "https://localhost:8443/" {
+		t.Errorf("publicURL(cert without DNS name) = %q", got)
+	}
+}
+
+func TestStartupWarnings(t *testing.T) {
+	secure := map[string]string{
+		"SWITCHBOARD_AUTH_SECRET":  "0123456789abcdef0123456789abcdef",
+		"SWITCHBOARD_ACME_DOMAINS": "call.mydomain.net",
+	}
+	tests := []struct {
+		name      string
+		env       map[string]string
+		public    string
+		generated bool
+		want      []string // substrings, one per warning, in order
+	}{
+		{"all good", secure, "81.2.69.142", false, nil},
+		{".env.example untouched", map[string]string{
+			"SWITCHBOARD_AUTH_SECRET": "0123456789abcdef0123456789abcdef", "SWITCHBOARD_ACME_DOMAINS": "call.example.com",
+			"SWITCHBOARD_PUBLIC_IP": "203.0.113.7"}, "203.0.113.7", false,
+			[]string{"203.0.113.7 is a documentation example", "call.example.com is an example name"}},
+		{"private", secure, "192.168.1.10", false, []string{"192.168.1.10 is a private address"}},
+		{"private 10/8", secure, "10.0.0.5", false, []string{"private address"}},
+		{"loopback", secure, "127.0.0.1", false, []string{"is loopback"}},
+		{"cgnat", secure, "100.72.1.9", false, []string{"carrier-grade NAT"}},
+		{"link-local", secure, "169.254.10.1", false, []string{"private address"}},
+		{"plain http on the LAN", map[string]string{"SWITCHBOARD_AUTH_SECRET": "0123456789abcdef0123456789abcdef"}, "81.2.69.142", false,
+			[]string{"no TLS: other devices"}},
+		{"plain http on loopback only", map[string]string{"SWITCHBOARD_AUTH_SECRET": "0123456789abcdef0123456789abcdef", "SWITCHBOARD_HTTP_ADDR": "127.0.0.1:8080"}, "81.2.69.142", false, nil},
+		{"open mode, generated secret", map[string]string{"SWITCHBOARD_ACME_DOMAINS": "call.mydomain.net"}, "81.2.69.142", true,
+			[]string{"TURN secret generated", "open mode"}},
+		{"example public url", map[string]string{"SWITCHBOARD_AUTH_SECRET": "0123456789abcdef0123456789abcdef", "SWITCHBOARD_ACME_DOMAINS": "call.mydomain.net", "SWITCHBOARD_PUBLIC_URL": "https://call.example.org/"}, "81.2.69.142", false,
+			[]string{"SWITCHBOARD_PUBLIC_URL https://call.example.org/ is an example name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseConfigMap(tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := startupWarnings(&cfg, netip.MustParseAddr(tt.public), tt.generated)
+			if len(got) != len(tt.want) {
+				t.Fatalf("startupWarnings = %q, want %d warnings like %q", got, len(tt.want), tt.want)
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %d = %q, want it to say %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestMetricsGuard: /metrics on the public listeners answers this host, or
+// a scraper with the token; not the internet (the documented port-80 forward).
+func TestMetricsGuard(t *testing.T) {
+	open := startStack(t, nil)
+	withToken := startStack(t, map[string]string{"METRICS_TOKEN": "scrape-token-123", "TRUSTED_PROXIES": "127.0.0.2/32"})
+	tests := []struct {
+		name   string
+		a      *app
+		remote string
+		header map[string]string
+		want   int
+	}{
+		{"loopback", open, "127.0.0.1:5000", nil, 200},
+		{"remote", open, "198.51.100.7:5000", nil, 403},
+		{"local untrusted proxy forwarding someone", open, "127.0.0.1:5000", map[string]string{"X-Forwarded-For": "198.51.100.7"}, 403},
+		{"local proxy, Forwarded header", open, "127.0.0.1:5000", map[string]string{"Forwarded": "for=198.51.100.7"}, 403},
+		{"remote with a token nobody configured", open, "198.51.100.7:5000", map[string]string{"Authorization": "Bearer x"}, 403},
+		{"remote with the token", withToken, "198.51.100.7:5000", map[string]string{"Authorization": "Bearer scrape-token-123"}, 200},
+		{"remote with a wrong token", withToken, "198.51.100.7:5000", map[string]string{"Authorization": "Bearer scrape-token-124"}, 401},
+		{"trusted proxy forwarding a remote client", withToken, "127.0.0.2:5000", map[string]string{"X-Forwarded-For": "198.51.100.7"}, 401},
+		{"trusted proxy forwarding a local client", withToken, "127.0.0.2:5000", map[string]string{"X-Forwarded-For": "127.0.0.1"}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/metrics", nil)
+			r.RemoteAddr = tt.remote
+			for k, v := range tt.header {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			tt.a.httpSrv.Handler.ServeHTTP(w, r)
+			if w.Code != tt.want {
+				t.Errorf("GET /metrics from %s %v = %d, want %d", tt.remote, tt.header, w.Code, tt.want)
+			}
+			if w.Code == 200 && !strings.Contains(w.Body.String(), "switchboard_ready") {
+				t.Errorf("metrics body lacks switchboard_ready")
+			}
+		})
+	}
+	// Every answer of the app keeps its URL out of Referer headers.
+	w := httptest.NewRecorder()
+	open.httpSrv.Handler.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if got := w.Header().Get("Referrer-Policy"); got != "no-referrer" {
+		t.Errorf("GET / Referrer-Policy = %q, want no-referrer", got)
+	}
+}
+
+// TestDrainRelay: the drain ends when the allocations end, when nothing has
+// been relayed for the idle window (browsers gone), or at the timeout; live
+// traffic keeps it waiting. Fake time (synctest).
+func TestDrainRelay(t *testing.T) {
+	const idle, poll = 10 * time.Second, 500 * time.Millisecond
+	tests := []struct {
+		name     string
+		timeout  time.Duration
+		allocs   func(elapsed time.Duration) int
+		traffic  func(elapsed time.Duration) uint64
+		want     drainEnd
+		wantTook time.Duration // upper bound, in fake time
+	}{
+		{"no allocations", time.Minute, func(time.Duration) int { return 0 }, func(time.Duration) uint64 { return 0 }, drainEndDone, 0},
+		{"call ends after 3 s", time.Minute, func(e time.Duration) int {
+			if e < 3*time.Second {
+				return 2
+			}
+			return 0
+		}, func(e time.Duration) uint64 { return uint64(e / time.Millisecond) }, drainEndDone, 3*time.Second + poll},
+		{"browsers gone: no traffic", 25 * time.Second, func(time.Duration) int { return 4 }, func(time.Duration) uint64 { return 100 }, drainEndIdle, idle + poll},
+		{"traffic stops after 5 s", 25 * time.Second, func(time.Duration) int { return 1 }, func(e time.Duration) uint64 {
+			return uint64(min(e, 5*time.Second) / time.Millisecond)
+		}, drainEndIdle, 5*time.Second + idle + poll},
+		{"live call until the timeout", 25 * time.Second, func(time.Duration) int { return 1 }, func(e time.Duration) uint64 { return uint64(e / time.Millisecond) }, drainEndTimeout, 25 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(t.Context(), tt.timeout)
+				defer cancel()
+				el := func() time.Duration { return time.Since(start) }
+				got := drainRelay(ctx, func() int { return tt.allocs(el()) }, func() uint64 { return tt.traffic(el()) }, idle, poll)
+				if got != tt.want {
+					t.Errorf("drainRelay = %d, want %d", got, tt.want)
+				}
+				if took := el(); took > tt.wantTook {
+					t.Errorf("drainRelay took %s of fake time, want at most %s", took, tt.wantTook)
+				}
+			})
+		})
+	}
+}
+
+// TestStopSummary: the closing line counts what really happened: an
+// allocation nobody uses is closed after the idle window, and reported.
+func TestStopSummary(t *testing.T) {
+	a := startStack(t, map[string]string{"DRAIN_TIMEOUT": "60s"})
+	ws, servers := hello(t, t.Context(), a.httpURL())
+	go func() {
+		for {
+			if _, _, err := ws.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	user, pass := turnCreds(t, servers)
+	if _, _, err := turnClient(t, a, user, pass); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := a.shutdown(ctx); err != nil {
+		t.Fatalf("shutdown = %v", err)
+	}
+	want := stopSummary{Sessions: 1, Allocations: 1, Ended: 0, Closed: 1, End: drainEndIdle}
+	if a.summary != want {
+		t.Errorf("summary = %+v, want %+v (an idle allocation is closed before the 60 s drain timeout)", a.summary, want)
 	}
 }

@@ -6,13 +6,17 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caarlos0/env/v11"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // envPrefix is the prefix of every variable Config reads.
@@ -28,11 +32,12 @@ const envPrefix = "SWITCHBOARD_"
 // and are filled in by validate.
 type Config struct {
 	// Listeners.
-	HTTPAddr    string   `env:"HTTP_ADDR" envDefault:":8080" help:"HTTP listen address: the call app, /ws, /api/ice-servers, /healthz, /readyz, /metrics. With TLS on it serves only ACME HTTP-01, /healthz, /readyz, /metrics and a redirect to HTTPS."`
-	HTTPSAddr   string   `env:"HTTPS_ADDR" help:"HTTPS listen address, used only when TLS is configured. Default :8443 when TLS is on (forward 443 to it), or :443 to serve directly (needs CAP_NET_BIND_SERVICE)."`
-	TURNAddr    string   `env:"TURN_ADDR" envDefault:":3478" help:"STUN and TURN listen address, UDP and TCP."`
-	TURNSAddrs  addrList `env:"TURNS_ADDR" help:"TURN-over-TLS listen addresses, comma-separated (e.g. :5349,:443). Default :5349 when TLS is on; \"off\" disables. A port may not be shared with HTTPS_ADDR."`
-	MetricsAddr string   `env:"METRICS_ADDR" help:"Separate listen address for /metrics (e.g. 127.0.0.1:9090). Empty: /metrics is served on the HTTP(S) listener."`
+	HTTPAddr     string   `env:"HTTP_ADDR" envDefault:":8080" help:"HTTP listen address: the call app, /ws, /api/ice-servers, /healthz, /readyz, /metrics. With TLS on it serves only ACME HTTP-01, /healthz, /readyz, /metrics (to this host, see METRICS_TOKEN) and a redirect to HTTPS."`
+	HTTPSAddr    string   `env:"HTTPS_ADDR" help:"HTTPS listen address, used only when TLS is configured. Default :8443 when TLS is on (forward 443 to it), or :443 to serve directly (needs CAP_NET_BIND_SERVICE)."`
+	TURNAddr     string   `env:"TURN_ADDR" envDefault:":3478" help:"STUN and TURN listen address, UDP and TCP."`
+	TURNSAddrs   addrList `env:"TURNS_ADDR" help:"TURN-over-TLS listen addresses, comma-separated (e.g. :5349,:443). Default :5349 when TLS is on; \"off\" disables. A port may not be shared with HTTPS_ADDR."`
+	MetricsAddr  string   `env:"METRICS_ADDR" help:"Separate listen address for /metrics (e.g. 127.0.0.1:9090), open to whoever reaches it. Empty: /metrics is served on the HTTP(S) listeners, to this host (loopback) only unless METRICS_TOKEN is set."`
+	MetricsToken secret   `env:"METRICS_TOKEN" help:"Bearer token (Authorization: Bearer ...) that lets a scraper on another host read /metrics on the HTTP(S) listeners. Empty: only loopback clients may."`
 
 	// TLS.
 	TLSCert          string  `env:"TLS_CERT" help:"PEM certificate chain file for HTTPS, WSS and TURN over TLS; reloaded when the file changes. Needs TLS_KEY."`
@@ -67,17 +72,31 @@ type Config struct {
 	ResumeGrace    time.Duration `env:"RESUME_GRACE" envDefault:"30s" help:"How long a dropped session stays reserved for a resume."`
 	RingTimeout    time.Duration `env:"RING_TIMEOUT" envDefault:"30s" help:"How long a call rings unanswered before both sides are told there was no answer (like a phone; at most 5m)."`
 	AllowedOrigins strList       `env:"ALLOWED_ORIGINS" help:"Origin host patterns allowed to open /ws, comma-separated (e.g. app.example.com,*.example.com). Empty: same origin as the request's Host."`
-	AuthSecret     secret        `env:"AUTH_SECRET" help:"HS256 secret for JWTs required by hello and /api/ice-servers (mint with \"switchboard token\"). Empty: open mode, anyone reaching the server may use it."`
+	AuthSecret     secret        `env:"AUTH_SECRET" help:"HS256 secret for the tokens hello and /api/ice-servers require: sign-ins from invite links (\"switchboard invite\") or the passcode, or JWTs from your own app (\"switchboard token\"). Changing it signs everyone out and revokes every link. Empty: open mode, anyone reaching the server may use it."`
 	TrustedProxies prefixList    `env:"TRUSTED_PROXIES" help:"CIDRs of reverse proxies whose X-Forwarded-For is believed, comma-separated. Empty: the socket address is the client IP."`
 
+	// Sign-in (needs AUTH_SECRET): invite links and an optional passcode.
+	Passcode     secret `env:"PASSCODE" help:"Shared passcode that lets people without an invite link sign in (needs AUTH_SECRET; at least 8 characters). Empty: invite links only."`
+	PasscodeHash secret `env:"PASSCODE_HASH" help:"bcrypt hash of the passcode, instead of PASSCODE itself (make one with \"switchboard passcode-hash\")."`
+	DataDir      string `env:"DATA_DIR" help:"Directory for state kept across restarts: invite links' use counts and their revocation. Empty: the directory that holds ACME_CACHE (/var/lib/switchboard in the Docker image and the systemd unit)."`
+	PublicURL    string `env:"PUBLIC_URL" help:"The URL people open, printed at start and in invite links (e.g. https://call.example.com/). Empty: https://DOMAIN/ with TLS (the router forwards 443 to HTTPS_ADDR), else http://localhost:PORT/."`
+
 	// Operation.
-	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"25s" help:"On SIGTERM, how long running TURN allocations may go on before exit (Docker's stop grace must be longer)."`
+	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"25s" help:"On SIGTERM, how long running TURN allocations may go on before exit; the wait ends sooner once nothing has been relayed for 10s (the browsers are gone). Docker's stop grace must be longer."`
 	LogLevel     slog.Level    `env:"LOG_LEVEL" envDefault:"info" help:"Log level: debug, info, warn or error."`
 	LogFormat    string        `env:"LOG_FORMAT" envDefault:"text" help:"Log format: text or json."`
 }
 
 // maxRingTimeout caps SWITCHBOARD_RING_TIMEOUT (see validate).
 const maxRingTimeout = 5 * time.Minute
+
+// dataDir is where state kept across restarts lives (DATA_DIR).
+func (c *Config) dataDir() string {
+	if c.DataDir != "" {
+		return c.DataDir
+	}
+	return filepath.Dir(filepath.Clean(c.ACMECache))
+}
 
 // tlsOn reports whether HTTPS and TURN over TLS are configured.
 func (c *Config) tlsOn() bool { return c.TLSCert != "" || len(c.ACMEDomains) > 0 }
@@ -109,7 +128,7 @@ func parseConfigMap(m map[string]string) (Config, error) {
 	var cfg Config
 	err := env.ParseWithOptions(&cfg, env.Options{Environment: m, Prefix: envPrefix})
 	if err != nil {
-		return Config{}, explainEnvError(err)
+		return Config{}, explainEnvError(err, m)
 	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, err
@@ -119,8 +138,8 @@ func parseConfigMap(m map[string]string) (Config, error) {
 
 // explainEnvError turns env's error (which names the Go field) into a
 // configError naming the variable, keeping only the first problem so the
-// operator gets one line.
-func explainEnvError(err error) error {
+// operator gets one line. m is the environment, for the offending value.
+func explainEnvError(err error, m map[string]string) error {
 	var agg env.AggregateError
 	if errors.As(err, &agg) && len(agg.Errors) > 0 {
 		err = agg.Errors[0]
@@ -128,10 +147,33 @@ func explainEnvError(err error) error {
 	var pe env.ParseError
 	if errors.As(err, &pe) {
 		if f, ok := reflect.TypeFor[Config]().FieldByName(pe.Name); ok {
-			return &configError{Var: envPrefix + envName(f), Msg: oneLine(pe.Err.Error())}
+			name := envName(f)
+			return &configError{Var: envPrefix + name, Msg: oneLine(plainParseError(f.Type, m[envPrefix+name], pe.Err))}
 		}
 	}
 	return &configError{Var: envPrefix + "*", Msg: oneLine(err.Error())}
+}
+
+// plainParseError says what was expected in words. The parsers of the
+// standard types (strconv, time, slog, netip) speak Go ("strconv.ParseInt:
+// parsing \"abc\": invalid syntax"); the list types of this file already speak
+// plainly and keep their message.
+func plainParseError(t reflect.Type, val string, err error) string {
+	switch t {
+	case reflect.TypeFor[time.Duration]():
+		return fmt.Sprintf("%q is not a duration: write a number with a unit, e.g. 30s, 5m or 12h", val)
+	case reflect.TypeFor[slog.Level]():
+		return fmt.Sprintf("%q is not a log level: use debug, info, warn or error", val)
+	case reflect.TypeFor[netip.Addr]():
+		return fmt.Sprintf("%q is not an IP address (e.g. 203.0.113.7 or 2001:db8::7)", val)
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return fmt.Sprintf("%q is not true or false", val)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return fmt.Sprintf("%q is not a whole number", val)
+	}
+	return err.Error()
 }
 
 func envName(f reflect.StructField) string {
@@ -212,6 +254,30 @@ func (c *Config) validate() error {
 	}
 	if c.AuthSecret != "" && len(c.AuthSecret) < 32 {
 		return badVar("AUTH_SECRET", "needs at least 32 characters for HS256 (use e.g. `openssl rand -hex 32`)")
+	}
+	switch {
+	case c.Passcode != "" && c.PasscodeHash != "":
+		return badVar("PASSCODE_HASH", "cannot be used together with SWITCHBOARD_PASSCODE: pick one")
+	case (c.Passcode != "" || c.PasscodeHash != "") && c.AuthSecret == "":
+		return badVar("AUTH_SECRET", "must be set for a passcode: without it the server is open and nobody signs in")
+	case c.Passcode != "" && utf8.RuneCountInString(string(c.Passcode)) < minPasscode:
+		// Failed sign-ins are rate-limited per address, but an attacker with
+		// many addresses tries a 4-digit code in an afternoon.
+		return badVar("PASSCODE", "needs at least %d characters (a short one is guessed from many addresses)", minPasscode)
+	case c.PasscodeHash != "":
+		if _, err := bcrypt.Cost([]byte(c.PasscodeHash)); err != nil {
+			return badVar("PASSCODE_HASH", "is not a bcrypt hash (it starts with $2a$ or $2b$); make one with `switchboard passcode-hash`")
+		}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+			return badVar("PUBLIC_URL", "%q: want the address people open, like https://call.example.com/ (no path, query or fragment)", c.PublicURL)
+		}
+		if u.Path == "" {
+			c.PublicURL += "/"
+		}
 	}
 	if c.PublicIP.IsValid() && !c.PublicIP.Unmap().Is4() {
 		return badVar("PUBLIC_IP", "%s is not an IPv4 address (use SWITCHBOARD_PUBLIC_IPV6 for IPv6)", c.PublicIP)

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -311,5 +313,96 @@ func TestUnknownVars(t *testing.T) {
 	})
 	if fmt.Sprint(got) != "[SWITCHBOARD_PUBLICIP]" {
 		t.Errorf("unknownVars = %v, want [SWITCHBOARD_PUBLICIP]", got)
+	}
+}
+
+// TestConfigErrorsInWords: a bad value is named with the expected form in
+// plain words, never a Go parser's message.
+func TestConfigErrorsInWords(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	c, k := selfSigned(t, "call.mydomain.net")
+	writeCert(t, certFile, keyFile, c, k, time.Now())
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+		want    string
+	}{
+		{"int", map[string]string{"SWITCHBOARD_MAX_ROOM_SIZE": "abc"}, "MAX_ROOM_SIZE", `"abc" is not a whole number`},
+		{"duration", map[string]string{"SWITCHBOARD_RESUME_GRACE": "30"}, "RESUME_GRACE", `"30" is not a duration: write a number with a unit, e.g. 30s`},
+		{"log level", map[string]string{"SWITCHBOARD_LOG_LEVEL": "verbose"}, "LOG_LEVEL", `"verbose" is not a log level: use debug, info, warn or error`},
+		{"bool", map[string]string{"SWITCHBOARD_LOBBY": "maybe"}, "LOBBY", `"maybe" is not true or false`},
+		{"ip", map[string]string{"SWITCHBOARD_PUBLIC_IP": "my.router"}, "PUBLIC_IP", `"my.router" is not an IP address`},
+		{"port range", map[string]string{"SWITCHBOARD_RELAY_PORTS": "lots"}, "RELAY_PORTS", "want MIN-MAX"},
+		{"cert and key missing", map[string]string{"SWITCHBOARD_TLS_CERT": "/nonexistent/c.pem", "SWITCHBOARD_TLS_KEY": "/nonexistent/k.pem"}, "TLS_CERT", "file /nonexistent/c.pem does not exist"},
+		{"key missing", map[string]string{"SWITCHBOARD_TLS_CERT": certFile, "SWITCHBOARD_TLS_KEY": "/nonexistent/k.pem"}, "TLS_KEY", "file /nonexistent/k.pem does not exist"},
+		{"cert is a directory", map[string]string{"SWITCHBOARD_TLS_CERT": dir, "SWITCHBOARD_TLS_KEY": keyFile}, "TLS_CERT", "is a directory"},
+		{"cert not PEM", map[string]string{"SWITCHBOARD_TLS_CERT": notPEM, "SWITCHBOARD_TLS_KEY": keyFile}, "TLS_CERT", "holds no PEM certificate"},
+		{"key not PEM", map[string]string{"SWITCHBOARD_TLS_CERT": certFile, "SWITCHBOARD_TLS_KEY": notPEM}, "TLS_KEY", "holds no PEM private key"},
+		{"key and cert swapped", map[string]string{"SWITCHBOARD_TLS_CERT": certFile, "SWITCHBOARD_TLS_KEY": certFile}, "TLS_KEY", "holds no PEM private key"},
+		{"passcode short", map[string]string{"SWITCHBOARD_AUTH_SECRET": "0123456789abcdef0123456789abcdef", "SWITCHBOARD_PASSCODE": "1234"}, "PASSCODE", "at least 8 characters"},
+		{"passcode without auth", map[string]string{"SWITCHBOARD_PASSCODE": "correct horse"}, "AUTH_SECRET", "must be set for a passcode"},
+		{"passcode and hash", map[string]string{"SWITCHBOARD_AUTH_SECRET": "0123456789abcdef0123456789abcdef", "SWITCHBOARD_PASSCODE": "correct horse", "SWITCHBOARD_PASSCODE_HASH": "$2a$10$x"}, "PASSCODE_HASH", "pick one"},
+		{"hash not bcrypt", map[string]string{"SWITCHBOARD_AUTH_SECRET": "0123456789abcdef0123456789abcdef", "SWITCHBOARD_PASSCODE_HASH": "5f4dcc3b5aa765d61d8327deb882cf99"}, "PASSCODE_HASH", "switchboard passcode-hash"},
+		{"public url with path", map[string]string{"SWITCHBOARD_PUBLIC_URL": "https://example.org/call"}, "PUBLIC_URL", "like https://call.example.com/"},
+		{"public url without scheme", map[string]string{"SWITCHBOARD_PUBLIC_URL": "call.example.com"}, "PUBLIC_URL", "like https://call.example.com/"},
+	}
+	goInternals := []string{"strconv.", "slog:", "ParseAddr", "time: ", "stat /", "open /", "tls: ", "invalid syntax"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseConfigMap(tt.env)
+			if err == nil {
+				_, err = newApp(cfg, nil) // reads the certificate files
+			}
+			var ce *configError
+			if !errors.As(err, &ce) {
+				t.Fatalf("config %v: error %v, want a configError", tt.env, err)
+			}
+			if ce.Var != envPrefix+tt.wantVar || !strings.Contains(ce.Msg, tt.want) {
+				t.Errorf("config %v: %q, want %s%s and %q", tt.env, err, envPrefix, tt.wantVar, tt.want)
+			}
+			for _, g := range goInternals {
+				if strings.Contains(err.Error(), g) {
+					t.Errorf("error %q speaks Go (%q)", err, g)
+				}
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Errorf("error %q is more than one line", err)
+			}
+		})
+	}
+}
+
+func TestConfigSignIn(t *testing.T) {
+	cfg, err := parseConfigMap(map[string]string{
+		"SWITCHBOARD_AUTH_SECRET":   "0123456789abcdef0123456789abcdef",
+		"SWITCHBOARD_PASSCODE":      "correct horse",
+		"SWITCHBOARD_PUBLIC_URL":    "https://call.example.com",
+		"SWITCHBOARD_ACME_CACHE":    "/var/lib/switchboard/acme",
+		"SWITCHBOARD_METRICS_TOKEN": "scrape-token",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PublicURL != "https://call.example.com/" {
+		t.Errorf("PublicURL = %q, want a trailing slash added", cfg.PublicURL)
+	}
+	if got := cfg.dataDir(); got != "/var/lib/switchboard" {
+		t.Errorf("dataDir() = %q, want the directory holding ACME_CACHE", got)
+	}
+	cfg.DataDir = "/srv/sb"
+	if got := cfg.dataDir(); got != "/srv/sb" {
+		t.Errorf("dataDir() = %q, want SWITCHBOARD_DATA_DIR", got)
+	}
+	out := fmt.Sprintf("%v %+v", cfg, cfg)
+	for _, s := range []string{"correct horse", "scrape-token"} {
+		if strings.Contains(out, s) {
+			t.Errorf("secret %q printed", s)
+		}
 	}
 }

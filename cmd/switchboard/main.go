@@ -2,6 +2,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,9 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-rtc/switchboard/relay"
 	"github.com/switchboard-rtc/switchboard/signaling"
@@ -97,6 +101,10 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return cmdCredentials(ctx, args, environ, stdout, stderr)
 	case "token":
 		return cmdToken(args, environ, stdout, stderr)
+	case "invite":
+		return cmdInvite(args, environ, stdout, stderr)
+	case "passcode-hash":
+		return cmdPasscodeHash(args, os.Stdin, stdout, stderr)
 	case "healthcheck":
 		return cmdHealthcheck(ctx, args, environ, stdout, stderr)
 	case "bench":
@@ -120,6 +128,8 @@ Usage:
   switchboard [serve]                  run the server (default)
   switchboard credentials [flags]      print TURN credentials and an iceServers config
   switchboard token [flags]            print a signaling JWT (needs SWITCHBOARD_AUTH_SECRET)
+  switchboard invite [flags]           print an invite link that signs people in (needs SWITCHBOARD_AUTH_SECRET)
+  switchboard passcode-hash            read a passcode on stdin, print SWITCHBOARD_PASSCODE_HASH for it
   switchboard healthcheck              exit 0 if the server on SWITCHBOARD_HTTP_ADDR is alive
   switchboard bench turn|signaling ... load tools (see "switchboard bench turn -h")
   switchboard version                  print the version
@@ -210,7 +220,7 @@ func cmdServe(ctx context.Context, args []string, environ []string, stdout, stde
 	code := exitOK
 	select {
 	case <-ctx.Done():
-		log.Info("stopping", "reason", "signal", "drain_timeout", cfg.DrainTimeout)
+		log.Info("stopping; a second Ctrl-C exits now", "reason", "signal", "drain_timeout", cfg.DrainTimeout)
 	case err := <-a.failed:
 		log.Error("server failed", "err", err)
 		code = exitFailure
@@ -221,10 +231,10 @@ func cmdServe(ctx context.Context, args []string, environ []string, stdout, stde
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout+15*time.Second)
 	defer cancel()
 	if err := a.shutdown(sctx); err != nil {
-		log.Error("shutdown", "err", err)
+		log.Error("shutdown", append([]any{"err", err}, a.summary.attrs()...)...)
 		return exitFailure
 	}
-	log.Info("stopped")
+	log.Info("stopped", a.summary.attrs()...)
 	return code
 }
 
@@ -414,5 +424,129 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "switchboard: bench %s: %v\n", args[0], err)
 		return exitFailure
 	}
+	return exitOK
+}
+
+// defaultInviteTTL is how long a link works when --ttl is not given: a link
+// sent to a family or team chat is opened over the following days, not
+// within the hour.
+const defaultInviteTTL = 7 * 24 * time.Hour
+
+// cmdInvite prints an invite link: the URL people open with a signed invite
+// in the fragment (#invite=...), which browsers never send to the server or in
+// a Referer. With --revoke-all it revokes every link issued so far.
+func cmdInvite(args []string, environ []string, stdout, stderr io.Writer) int {
+	cfg, ok := loadConfig(environ, stderr)
+	if !ok {
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("invite", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	room := fs.String("room", "", "room the link signs people into (empty: any room, starting in the lobby)")
+	name := fs.String("name", "", "display name suggested to the person (they may change it)")
+	ttl := fs.Duration("ttl", defaultInviteTTL, "how long the link can be opened (people signed in stay signed in while they use the app)")
+	uses := fs.Int("uses", 0, "how many people may sign in with the link (0: no limit); counted by the server in SWITCHBOARD_DATA_DIR")
+	revoke := fs.Bool("revoke-all", false, "revoke every invite link issued so far instead of making one")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "switchboard: invite takes flags only (got %q); see switchboard invite -h\n", fs.Args())
+		return exitUsage
+	}
+	if cfg.AuthSecret == "" {
+		fmt.Fprintln(stderr, "switchboard: SWITCHBOARD_AUTH_SECRET is not set: the server runs open and needs no invite; set the same value for the server and this command")
+		return exitUsage
+	}
+	store := signaling.NewInviteStore(cfg.dataDir())
+	if *revoke {
+		cut, err := store.RevokeAll(time.Now())
+		if err != nil {
+			fmt.Fprintf(stderr, "switchboard: revoke invite links in SWITCHBOARD_DATA_DIR (%s): %v\n", cfg.dataDir(), err)
+			return exitFailure
+		}
+		fmt.Fprintf(stdout, "Every invite link issued before %s is revoked; new links work.\n"+
+			"People already signed in stay signed in; to sign everyone out, change SWITCHBOARD_AUTH_SECRET.\n",
+			cut.Format(time.RFC3339))
+		return exitOK
+	}
+	switch {
+	case *ttl <= 0:
+		fmt.Fprintf(stderr, "switchboard: --ttl %s: must be positive (e.g. 24h or 168h)\n", *ttl)
+		return exitUsage
+	case *uses < 0:
+		fmt.Fprintf(stderr, "switchboard: --uses %d: want 0 (no limit) or more\n", *uses)
+		return exitUsage
+	}
+	now := time.Now()
+	// A link made in the second of a revocation would be revoked with it
+	// (issue times are whole seconds): issue it at the cut-off.
+	if cut, err := store.RevokedBefore(); err == nil && cut.After(now) {
+		now = cut
+	}
+	tok, err := signaling.MintInvite([]byte(cfg.AuthSecret), signaling.Invite{Room: *room, Name: *name, TTL: *ttl, Uses: *uses}, now)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchboard: %s\n", strings.TrimPrefix(err.Error(), "signaling: mint invite: "))
+		return exitUsage
+	}
+	if cfg.Domain == "" && cfg.TLSCert != "" && cfg.PublicURL == "" {
+		// The link names the certificate's domain, as the server's banner does.
+		cs, err := newCertSource(&cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			fmt.Fprintf(stderr, "switchboard: %v\n", err)
+			return exitUsage
+		}
+		cfg.Domain = cs.domain
+	}
+	fmt.Fprintln(stdout, publicURL(&cfg, configuredPort(cfg.HTTPAddr), configuredPort(cfg.HTTPSAddr))+"#invite="+tok)
+	what := "any room"
+	if *room != "" {
+		what = "room " + *room
+	}
+	limit := "no use limit"
+	if *uses > 0 {
+		limit = fmt.Sprintf("%d sign-in(s)", *uses)
+	}
+	fmt.Fprintf(stderr, "switchboard: invite link for %s, %s, valid until %s\n", what, limit, now.Add(*ttl).UTC().Format(time.RFC3339))
+	return exitOK
+}
+
+// minPasscode is the shortest passcode accepted (validate says why).
+const minPasscode = 8
+
+// cmdPasscodeHash reads a passcode from stdin (not from the command line,
+// where it would land in the shell history and the process list) and prints
+// the SWITCHBOARD_PASSCODE_HASH line for it.
+func cmdPasscodeHash(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if isHelp(args) {
+		fmt.Fprintln(stdout, "usage: switchboard passcode-hash   (type the passcode and Enter, or pipe it in; prints SWITCHBOARD_PASSCODE_HASH=...)")
+		return exitOK
+	}
+	if len(args) > 0 {
+		fmt.Fprintln(stderr, "switchboard: passcode-hash reads the passcode from stdin, not from arguments (they end up in the shell history)")
+		return exitUsage
+	}
+	fmt.Fprintln(stderr, "Passcode (then Enter):")
+	line, err := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintf(stderr, "switchboard: read passcode: %v\n", err)
+		return exitFailure
+	}
+	p := strings.TrimRight(line, "\r\n")
+	if utf8.RuneCountInString(p) < minPasscode {
+		fmt.Fprintf(stderr, "switchboard: the passcode needs at least %d characters\n", minPasscode)
+		return exitUsage
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.DefaultCost)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchboard: %v\n", err)
+		return exitUsage
+	}
+	// Single quotes: docker compose's env files and shells expand "$2a$..."
+	// otherwise; systemd's EnvironmentFile strips them too.
+	fmt.Fprintf(stdout, "SWITCHBOARD_PASSCODE_HASH='%s'\n", h)
 	return exitOK
 }

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,9 +31,14 @@ type certSource struct {
 func newCertSource(cfg *Config, log *slog.Logger) (*certSource, error) {
 	switch {
 	case cfg.TLSCert != "":
+		for _, f := range []struct{ name, path string }{{"TLS_CERT", cfg.TLSCert}, {"TLS_KEY", cfg.TLSKey}} {
+			if err := checkReadable(f.path); err != nil {
+				return nil, badVar(f.name, "%v", err)
+			}
+		}
 		r := &certReloader{certFile: cfg.TLSCert, keyFile: cfg.TLSKey, log: log}
 		if err := r.load(); err != nil {
-			return nil, badVar("TLS_CERT", "%v", err)
+			return nil, explainKeyPairError(cfg.TLSCert, cfg.TLSKey, err)
 		}
 		cs := &certSource{get: r.GetCertificate}
 		if leaf := r.current().Leaf; leaf != nil && len(leaf.DNSNames) > 0 {
@@ -41,9 +48,12 @@ func newCertSource(cfg *Config, log *slog.Logger) (*certSource, error) {
 	case len(cfg.ACMEDomains) > 0:
 		client := &acme.Client{DirectoryURL: cfg.ACMEDirectoryURL}
 		if cfg.ACMECAFile != "" {
+			if err := checkReadable(cfg.ACMECAFile); err != nil {
+				return nil, badVar("ACME_CA_FILE", "%v", err)
+			}
 			pem, err := os.ReadFile(cfg.ACMECAFile)
 			if err != nil {
-				return nil, badVar("ACME_CA_FILE", "%v", err)
+				return nil, badVar("ACME_CA_FILE", "cannot read %s", cfg.ACMECAFile)
 			}
 			pool, err := x509.SystemCertPool()
 			if err != nil {
@@ -68,6 +78,45 @@ func newCertSource(cfg *Config, log *slog.Logger) (*certSource, error) {
 		return &certSource{get: m.GetCertificate, acme: m, domain: cfg.ACMEDomains[0]}, nil
 	}
 	return nil, nil
+}
+
+// checkReadable says in words why path cannot be read as a file (Go's own
+// errors read "open /x: no such file or directory", or two of them glued
+// together for a certificate pair).
+func checkReadable(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("file %s does not exist", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("file %s is in a directory this user (uid %d) may not enter", path, os.Getuid())
+	case err != nil:
+		return fmt.Errorf("cannot look at file %s", path)
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory, want a PEM file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("file %s is not readable by this user (uid %d)", path, os.Getuid())
+	}
+	f.Close()
+	return nil
+}
+
+// explainKeyPairError names the file at fault when a certificate and key
+// do not load, in words (crypto/tls says "tls: failed to find any PEM data in
+// key input").
+func explainKeyPairError(certFile, keyFile string, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "certificate input"):
+		return badVar("TLS_CERT", "%s holds no PEM certificate (want -----BEGIN CERTIFICATE-----, e.g. fullchain.pem)", certFile)
+	case strings.Contains(msg, "key input"), strings.Contains(msg, "rather than a key"):
+		return badVar("TLS_KEY", "%s holds no PEM private key (want -----BEGIN ... PRIVATE KEY-----, e.g. privkey.pem)", keyFile)
+	case strings.Contains(msg, "does not match"):
+		return badVar("TLS_KEY", "the key in %s does not belong to the certificate in %s", keyFile, certFile)
+	}
+	return badVar("TLS_CERT", "cannot use %s with key %s: the certificate or key is damaged or of an unsupported kind", certFile, keyFile)
 }
 
 // httpsConfig is the TLS config of the HTTPS listener.
