@@ -14,6 +14,8 @@ import (
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
 // fakeICE mints fake credentials with a configurable lifetime.
@@ -88,31 +90,10 @@ func newServer(t testing.TB, cfg Config) *testServer {
 	return &testServer{hub: h, srv: srv, ice: ice, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"}
 }
 
-// srvMsg is any server message, decoded loosely for assertions.
+// srvMsg is any server message, decoded loosely for assertions, with its bytes.
 type srvMsg struct {
-	Type       string          `json:"type"`
-	Seq        uint64          `json:"seq"`
-	Code       string          `json:"code"`
-	Message    string          `json:"message"`
-	ID         string          `json:"id"`
-	Resume     string          `json:"resume"`
-	Resumed    bool            `json:"resumed"`
-	Room       *string         `json:"room"`
-	Peers      []peerInfo      `json:"peers"`
-	Peer       json.RawMessage `json:"peer"`
-	Call       string          `json:"call"`
-	From       string          `json:"from"`
-	To         string          `json:"to"`
-	Name       string          `json:"name"`
-	Polite     *bool           `json:"polite"`
-	Reason     string          `json:"reason"`
-	Data       json.RawMessage `json:"data"`
-	Ref        json.RawMessage `json:"ref"`
-	Ack        *uint64         `json:"ack"`
-	TTL        int64           `json:"ttl"`
-	ICEServers []ICEServer     `json:"iceServers"`
-	Heartbeat  *heartbeat      `json:"heartbeat"`
-	raw        []byte
+	wire.Any
+	raw []byte
 }
 
 func (w srvMsg) peerInfo(t testing.TB) peerInfo {

@@ -305,3 +305,35 @@ func TestSignalPathAllocs(t *testing.T) {
 		t.Fatalf("relaying a signal allocates %v times, want 0", n)
 	}
 }
+
+// FuzzControl feeds arbitrary call control and bounces, as a networked router
+// could deliver them, to a session: nothing panics, a refused invite leaves no
+// half behind, and a half only ever belongs to a partner that sent an invite.
+func FuzzControl(f *testing.F) {
+	for _, seed := range []string{
+		`{"op":"invite","call":"c1","name":"alice"}`,
+		`{"op":"accept","call":"c1"}`,
+		`{"op":"hangup","call":"c1","reason":"left"}`,
+		`{"op":"ringing","call":""}`,
+		`{"op":"invite"}`,
+		`not json`,
+		`{"op":7}`,
+	} {
+		f.Add([]byte(seed), uint8(KindControl), uint8(0))
+		f.Add([]byte(seed), uint8(KindBounce), uint8(BounceBusy))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, kind, why uint8) {
+		h, err := New(Config{ICE: &fakeICE{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &session{e: h.env, id: "me", room: "r"}
+		h.router.Register("me", s)
+		err = s.Deliver(Envelope{Kind: Kind(kind), From: "peer", To: "me", Body: body, Reason: Reason(why), Bounced: KindControl})
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.call != nil && (err != nil || s.call.peer != "peer" || s.call.caller || Kind(kind) != KindControl) {
+			t.Fatalf("half %+v after Deliver(%s) = %v", s.call, body, err)
+		}
+	})
+}
