@@ -1,0 +1,23 @@
+// Package offload forwards live TURN ChannelData flows in the Linux kernel (eBPF at TC
+// ingress), implementing relay.Offloader.
+package offload
+
+import "errors"
+
+// Config configures Attach. The zero value is usable.
+type Config struct {
+	// Interfaces are the names of the interfaces to attach to. Default: loopback and
+	// every up interface with an IP address and an Ethernet-style (6-byte) hardware
+	// address, the ones that can carry the listener's and relay sockets' traffic.
+	Interfaces []string
+	// MaxFlows caps the flows forwarded at once; Add fails beyond it and the flow stays
+	// in user space. Default 65536: 16384 allocations (the default relay port range)
+	// with four bound channels each; a map entry costs about 150 bytes in each of the
+	// two maps, ~20 MB at the cap, allocated as flows are added.
+	MaxFlows int
+}
+
+const defaultMaxFlows = 65536
+
+// ErrUnknownFlow is returned by Remove for a flow that was not added.
+var ErrUnknownFlow = errors.New("offload: unknown flow")
