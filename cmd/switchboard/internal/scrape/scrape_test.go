@@ -1,14 +1,19 @@
 package scrape
 
 import (
+	"bytes"
+	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 )
 
 func TestGet(t *testing.T) {
@@ -56,4 +61,25 @@ func TestParseUntyped(t *testing.T) {
 	if err != nil || !maps.Equal(got, want) {
 		t.Errorf("Parse = %v, %v; want %v", got, err, want)
 	}
+}
+
+// FuzzParse: any input parses or errors without panicking, and a counter
+// written in the text format reads back under its key.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("# TYPE a counter\na_total 1\n"), "reason", "slow", 3.5)
+	f.Add([]byte("b{x=\"1\"} NaN\n"), "k", "", 0.0)
+	f.Fuzz(func(t *testing.T, raw []byte, label, value string, v float64) {
+		_, _ = Parse(bytes.NewReader(raw), nil)
+		if !model.LabelName(label).IsValidLegacy() || strings.HasPrefix(label, "__") || !utf8.ValidString(value) || math.IsNaN(v) {
+			return
+		}
+		// The text format escapes only backslash, double quote and newline.
+		esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(value)
+		in := fmt.Sprintf("# TYPE switchboard_x_total counter\nswitchboard_x_total{%s=\"%s\"} %v\n", label, esc, v)
+		got, err := Parse(strings.NewReader(in), nil)
+		key := "switchboard_x_total{" + label + "=" + value + "}"
+		if err != nil || got[key] != v {
+			t.Errorf("Parse(%q) = %v, %v; want %s = %v", in, got, err, key, v)
+		}
+	})
 }
