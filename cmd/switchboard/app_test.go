@@ -7,24 +7,26 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/pion/turn/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
-	"net/http/httptest"
-	"net/netip"
-	"testing/synctest"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while run writes to it.
@@ -176,6 +178,12 @@ func TestServe(t *testing.T) {
 				}
 			case <-time.After(30 * time.Second):
 				t.Fatal("run did not return after cancel")
+			}
+			// The stop says how to skip the drain, and the closing line counts.
+			for _, want := range []string{"a second Ctrl-C exits now", "msg=stopped sessions=0 allocations=0 allocations_ended=0 allocations_closed=0"} {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("log lacks %q:\n%s", want, stderr.String())
+				}
 			}
 			if code := run(t.Context(), []string{"healthcheck"}, environOf(hcEnv), &hout, &herr); code != 1 {
 				t.Errorf("healthcheck after stop = %d, want 1", code)
@@ -1014,5 +1022,29 @@ func TestStopSummary(t *testing.T) {
 	want := stopSummary{Sessions: 1, Allocations: 1, Ended: 0, Closed: 1, End: drainEndIdle}
 	if a.summary != want {
 		t.Errorf("summary = %+v, want %+v (an idle allocation is closed before the 60 s drain timeout)", a.summary, want)
+	}
+}
+
+// TestEnvExamplePlaceholdersWarn: a deploy/.env.example copied but not
+// edited (the guide's step 3 skipped) is called out at start.
+func TestEnvExamplePlaceholdersWarn(t *testing.T) {
+	f, err := os.Open(filepath.Join(deployDir, ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := dotenv.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfigMap(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(startupWarnings(&cfg, cfg.PublicIP, false), "\n")
+	for _, want := range []string{"public ip 203.0.113.7 is a documentation example", "domain call.example.com is an example name"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings for the untouched .env.example:\n%s\nwant %q", got, want)
+		}
 	}
 }
