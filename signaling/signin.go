@@ -347,13 +347,13 @@ func (s *SignIn) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Invite != "" {
-		s.signInInvite(w, r.Context(), ip, req.Invite, now)
+		s.signInInvite(r.Context(), w, ip, req.Invite, now)
 	} else {
 		s.signInPasscode(w, ip, req, now)
 	}
 }
 
-func (s *SignIn) signInInvite(w http.ResponseWriter, ctx context.Context, ip netip.Addr, tok string, now time.Time) {
+func (s *SignIn) signInInvite(ctx context.Context, w http.ResponseWriter, ip netip.Addr, tok string, now time.Time) {
 	c, err := parseInvite(s.cfg.Secret, tok, now)
 	if err != nil {
 		reason, msg := refuseInvalidInvite, "this invite link is not valid: ask for a new one"
