@@ -63,7 +63,7 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			cfg.Server, cfg.Secret, cfg.Meter = addr, testSecret, selfMeter
+			cfg.Server, cfg.Secret, cfg.Meter = addr, testSecret, SelfMeter
 			if cfg.Duration == 0 {
 				cfg.Duration = 300 * time.Millisecond
 			}
@@ -152,11 +152,11 @@ func TestRunWrongSecret(t *testing.T) {
 	}
 }
 
-// selfMeter measures this process's CPU time over the measured phase, as
+// SelfMeter measures this process's CPU time over the measured phase, as
 // both generator and server CPU (in these tests the server runs in this
 // process). The benchmark's full meter, which reads /proc, is in
 // cmd/switchboard/internal/bench.
-func selfMeter() (func() (Usage, error), error) {
+func SelfMeter() (func() (Usage, error), error) {
 	cpu := func() time.Duration {
 		var ru syscall.Rusage
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -173,7 +173,7 @@ func BenchmarkRelayPion(b *testing.B) {
 	addr := startPion(b)
 	for b.Loop() {
 		res, err := Run(b.Context(), Config{
-			Server: addr, Secret: testSecret, Duration: time.Second, Warmup: 200 * time.Millisecond, Meter: selfMeter,
+			Server: addr, Secret: testSecret, Duration: time.Second, Warmup: 200 * time.Millisecond, Meter: SelfMeter,
 		})
 		if err != nil {
 			b.Fatal(err)

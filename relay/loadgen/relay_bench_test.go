@@ -32,7 +32,7 @@ func BenchmarkRelaySwitchboard(b *testing.B) {
 	for b.Loop() {
 		res, err := loadgen.Run(b.Context(), loadgen.Config{
 			Server: srv.UDPAddr().String(), Secret: secret,
-			Duration: time.Second, Warmup: 200 * time.Millisecond,
+			Duration: time.Second, Warmup: 200 * time.Millisecond, Meter: loadgen.SelfMeter,
 		})
 		if err != nil {
 			b.Fatal(err)
