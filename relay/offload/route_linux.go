@@ -104,7 +104,7 @@ func parseRoute(dst netip.Addr, m syscall.NetlinkMessage) (route, error) {
 		return route{}, fmt.Errorf("offload: route to %v: short answer", dst)
 	}
 	rtm := (*unix.RtMsg)(unsafe.Pointer(&m.Data[0]))
-	attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+	attrs, err := routeAttrs(m.Data[unix.SizeofRtMsg:])
 	if err != nil {
 		return route{}, fmt.Errorf("offload: route to %v: %w", dst, err)
 	}
@@ -117,17 +117,17 @@ func parseRoute(dst netip.Addr, m syscall.NetlinkMessage) (route, error) {
 		return route{}, fmt.Errorf("offload: route to %v: type %d, not unicast", dst, rtm.Type)
 	}
 	for _, at := range attrs {
-		switch at.Attr.Type {
+		switch at.typ {
 		case unix.RTA_OIF:
-			if len(at.Value) == 4 {
-				rt.ifindex = int(binary.NativeEndian.Uint32(at.Value))
+			if len(at.val) == 4 {
+				rt.ifindex = int(binary.NativeEndian.Uint32(at.val))
 			}
 		case unix.RTA_PREFSRC:
-			if a, ok := netip.AddrFromSlice(at.Value); ok {
+			if a, ok := netip.AddrFromSlice(at.val); ok {
 				rt.src = a
 			}
 		case unix.RTA_GATEWAY:
-			if a, ok := netip.AddrFromSlice(at.Value); ok {
+			if a, ok := netip.AddrFromSlice(at.val); ok {
 				rt.nexthop = a
 			}
 		case unix.RTA_VIA:
@@ -138,4 +138,28 @@ func parseRoute(dst netip.Addr, m syscall.NetlinkMessage) (route, error) {
 		return route{}, errors.New("offload: route to " + dst.String() + ": no output interface")
 	}
 	return rt, nil
+}
+
+type rtAttr struct {
+	typ uint16
+	val []byte
+}
+
+// routeAttrs splits rtnetlink attributes. (syscall.ParseNetlinkRouteAttr panics on an
+// attribute whose length is below its header's; the fuzz test found it.)
+func routeAttrs(b []byte) ([]rtAttr, error) {
+	var out []rtAttr
+	for len(b) >= unix.SizeofRtAttr {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < unix.SizeofRtAttr || l > len(b) {
+			return nil, fmt.Errorf("attribute length %d of %d bytes", l, len(b))
+		}
+		out = append(out, rtAttr{typ: binary.NativeEndian.Uint16(b[2:]) &^ unix.NLA_F_NESTED, val: b[unix.SizeofRtAttr:l]})
+		l = (l + unix.RTA_ALIGNTO - 1) &^ (unix.RTA_ALIGNTO - 1)
+		if l > len(b) {
+			break
+		}
+		b = b[l:]
+	}
+	return out, nil
 }
