@@ -132,6 +132,10 @@ type Usage struct {
 	// which also counts softirq work the kernel does not charge to a process.
 	MachineBusy time.Duration
 	CPUs        int
+	// Wall is the time that really passed between the Meter's two readings:
+	// the measured phase and the drain after it, which Result.Elapsed
+	// leaves out. Busy CPU time is divided by it, not by Elapsed.
+	Wall time.Duration
 	// UDPRcvbufErrors is the machine-wide count of UDP datagrams dropped for a
 	// full receive buffer during the run (/proc/net/snmp), whoever owned it.
 	UDPRcvbufErrors uint64

@@ -28,12 +28,14 @@ func meter(serverPID int) loadgen.Meter {
 		if err != nil {
 			return nil, err
 		}
+		start := time.Now()
 		return func() (loadgen.Usage, error) {
 			after, err := read(serverPID)
 			if err != nil {
 				return loadgen.Usage{}, err
 			}
 			return loadgen.Usage{
+				Wall:                 time.Since(start),
 				ServerCPU:            after.server - before.server,
 				ServerMeasured:       serverPID > 0,
 				GeneratorCPU:         after.self - before.self,

@@ -51,9 +51,11 @@ func row(w io.Writer, round, name string, r loadgen.Result) {
 		srv = fmt.Sprintf("%.2f", r.ServerCPUPerPacket())
 		srvDrops = strconv.FormatUint(r.ServerSocketDrops, 10)
 	}
+	// CPUs busy: over the time the meter really measured (phase and
+	// drain), so it never reads above the CPU count.
 	busy := 0.0
-	if r.Elapsed > 0 {
-		busy = r.MachineBusy.Seconds() / r.Elapsed.Seconds()
+	if r.Wall > 0 {
+		busy = r.MachineBusy.Seconds() / r.Wall.Seconds()
 	}
 	fmt.Fprintf(w, rowFmt, round, name, r.PPS(), 100*r.Loss(), srv, r.GeneratorCPUPerPacket(), r.MachineCPUPerPacket(),
 		fmt.Sprintf("%.2f/%d", busy, r.CPUs), otherShare(r), srvDrops, r.GeneratorSocketDrops+r.GeneratorDrops, r.BacklogDrops)

@@ -104,3 +104,27 @@ func TestRowUnmeasured(t *testing.T) {
 		t.Errorf("otherShare(unmeasured) = %v, want 0", otherShare(r))
 	}
 }
+
+// TestRowBusyOverWall: CPUs busy is the machine's busy time over the time
+// the meter really measured (phase and drain), not over the phase alone,
+// which read a 2-CPU machine as 2.36 CPUs busy.
+func TestRowBusyOverWall(t *testing.T) {
+	r := run(1000, 100*time.Millisecond, 0)
+	r.Elapsed, r.Wall, r.MachineBusy = 500*time.Millisecond, time.Second, 1500*time.Millisecond
+	var out bytes.Buffer
+	row(&out, "1", "x", r)
+	if !strings.Contains(out.String(), " 1.50/2 ") {
+		t.Errorf("row = %q, want CPUs busy 1.50/2", out.String())
+	}
+}
+
+func TestMeterLive(t *testing.T) {
+	end, err := meter(0)()
+	if err != nil {
+		t.Fatalf("meter(0): %v", err)
+	}
+	u, err := end()
+	if err != nil || u.ServerMeasured || u.CPUs < 1 || u.Wall < 0 {
+		t.Errorf("meter(0) = %+v, %v; want the machine measured, not a server", u, err)
+	}
+}
