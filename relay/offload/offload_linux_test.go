@@ -279,8 +279,11 @@ func TestPartialChecksumToUserSpace(t *testing.T) {
 
 // TestLoopback: client, server and peer on one host's loopback, the shape of the
 // project's benchmark. Packets there keep CHECKSUM_PARTIAL and are delivered locally.
+// Another instance's program attached before this one (a second server, or any other
+// TCX user) must hand on what is not its own.
 func TestLoopback(t *testing.T) {
 	tp := newTopo(t, false)
+	tp.attach(t, Config{Interfaces: []string{"lo"}})
 	o := tp.attach(t, Config{Interfaces: []string{"lo"}})
 	s := &setup{tp: tp, o: o}
 	s.client = listen(t, tp.server, "127.0.0.1:0")

@@ -26,6 +26,11 @@
 #endif
 
 #define LO_IFINDEX 1
+// PASS hands a packet on unchanged: to the next TCX program if any (TCX_NEXT), else up
+// the stack. TC_ACT_OK would end the chain and hide the packet from programs after us.
+#define PASS TC_ACT_UNSPEC
+// NOMATCH: not a ChannelData packet of a bound client; try the peer direction.
+#define NOMATCH -2
 #define CD_HDR 4
 #define TTL 64
 
@@ -320,7 +325,7 @@ static __attribute__((noinline)) int client_to_peer(struct __sk_buff *skb, struc
 	__u16 ch = bpf_ntohl(p->first) >> 16;
 	__u16 cdlen = bpf_ntohl(p->first) & 0xffff;
 	if (ch < 0x4000 || ch > 0x4fff)
-		return -1;
+		return NOMATCH;
 	struct c2p_key k = {};
 	k.client = p->src;
 	k.client_port = p->sport;
@@ -328,28 +333,28 @@ static __attribute__((noinline)) int client_to_peer(struct __sk_buff *skb, struc
 	k.channel = bpf_htons(ch);
 	struct c2p_val *v = bpf_map_lookup_elem(&c2p, &k);
 	if (!v)
-		return -1;
+		return NOMATCH;
 	// Padding (allowed, not needed, over UDP) or a short packet: user space decides.
 	if ((__u32)cdlen + sizeof(struct udphdr) + CD_HDR != p->ulen)
-		return TC_ACT_OK;
+		return PASS;
 	if (is_v4mapped(&v->peer) == p->v6)
-		return TC_ACT_OK;
+		return PASS;
 
 	struct addr src = v->relay, dst = v->peer;
 	__be16 sport = v->relay_port, dport = v->peer_port;
 	__u16 ulen = p->ulen - CD_HDR;
 	struct hop r = v->hop;
 	if (!usable(skb, &r, -CD_HDR))
-		return TC_ACT_OK;
+		return PASS;
 	int part = partial(p);
 	if (part && !r.local)
-		return TC_ACT_OK;
+		return PASS;
 	__u16 check = newcheck(p, part, &src, &dst, sport, dport, ulen, p->first, 0);
 
 	// Drop the 4 bytes right after the IP header; the UDP header is rewritten over what
 	// was the old UDP length/checksum and the ChannelData header.
 	if (bpf_skb_adjust_room(skb, -CD_HDR, BPF_ADJ_ROOM_NET, 0))
-		return TC_ACT_OK;
+		return PASS;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, cdlen);
 	return rewrite(skb, p->v6, &r, &src, &dst, sport, dport, ulen, check, 0);
@@ -363,27 +368,27 @@ static __attribute__((noinline)) int peer_to_client(struct __sk_buff *skb, struc
 	k.relay_port = p->dport;
 	struct p2c_val *v = bpf_map_lookup_elem(&p2c, &k);
 	if (!v)
-		return TC_ACT_OK;
+		return PASS;
 	if (is_v4mapped(&v->client) == p->v6)
-		return TC_ACT_OK;
+		return PASS;
 
 	__u16 paylen = p->ulen - sizeof(struct udphdr);
 	struct addr src = v->server, dst = v->client;
 	__be16 sport = v->server_port, dport = v->client_port;
 	__u16 ulen = p->ulen + CD_HDR;
 	if (ulen < p->ulen)
-		return TC_ACT_OK;
+		return PASS;
 	__be32 cd = bpf_htonl(((__u32)bpf_ntohs(v->channel) << 16) | paylen);
 	struct hop r = v->hop;
 	if (!usable(skb, &r, CD_HDR))
-		return TC_ACT_OK;
+		return PASS;
 	int part = partial(p);
 	if (part && !r.local)
-		return TC_ACT_OK;
+		return PASS;
 	__u16 check = newcheck(p, part, &src, &dst, sport, dport, ulen, 0, cd);
 
 	if (bpf_skb_adjust_room(skb, CD_HDR, BPF_ADJ_ROOM_NET, 0))
-		return TC_ACT_OK;
+		return PASS;
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, paylen);
 	return rewrite(skb, p->v6, &r, &src, &dst, sport, dport, ulen, check, cd);
@@ -394,10 +399,10 @@ int channeldata(struct __sk_buff *skb)
 {
 	struct pkt p;
 	if (skb->gso_size || parse(skb, &p))
-		return TC_ACT_OK;
+		return PASS;
 	if (p.first) {
 		int rc = client_to_peer(skb, &p);
-		if (rc >= 0)
+		if (rc != NOMATCH)
 			return rc;
 	}
 	return peer_to_client(skb, &p);
