@@ -1,27 +1,17 @@
 // @ts-check
 // The call app: lobby with presence and 1:1 calls at "/", mesh group calls at
-// "/r/<room>". Everything it knows about the network comes from switchboard.js.
+// "/r/<room>", sign-in when the server needs it. Everything it knows about the
+// network comes from switchboard.js.
 
-import { connect, describePath } from "./switchboard.js";
+import { connect } from "./switchboard.js";
+import { $, toast, banner, closeDialog, initial } from "./ui.js";
+import { release } from "./media.js";
+import { sendChat, sendFiles } from "./chat.js";
+import { inviteFromHash, tokenClaims, storedToken, signInInfo, signIn, TOKEN_KEY } from "./signin.js";
+import { app, room, forceRelay, NAME_KEY, show, setConn, hooks, mediaState, ensureMedia, releaseMediaIfIdle, togglePreview, refreshPreviews } from "./state.js";
+import { enterCall, leaveCallView, updateWaiting, attach, toggleMute, toggleCamera, toggleShare } from "./callview.js";
 
-/** @typedef {import("./switchboard.js").Session} Session */
 /** @typedef {import("./switchboard.js").Call} Call */
-
-/**
- * @template {HTMLElement} T
- * @param {string} id
- * @returns {T}
- */
-function $(id) {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return /** @type {T} */ (el);
-}
-
-const params = new URLSearchParams(location.search);
-const roomMatch = location.pathname.match(/^\/r\/([A-Za-z0-9._-]{1,64})$/);
-const room = roomMatch ? roomMatch[1] : "";
-const forceRelay = params.get("relay") === "1";
 
 /** Reasons a call ended, in words. @type {Record<string, (n: string) => string>} */
 const endWords = {
@@ -40,171 +30,133 @@ const endWords = {
   local: () => "",
 };
 
-const app = {
-  /** @type {Session | null} */
-  session: null,
-  /** @type {MediaStream | null} camera and microphone, null when continuing without */
-  stream: null,
-  /** @type {MediaStreamTrack | null} */
-  screenTrack: null,
-  /** @type {Call | null} the 1:1 call being set up or in progress */
-  current: null,
-  /** @type {Call | null} an incoming call waiting for an answer */
-  ringing: null,
-  /** @type {Map<string, Call>} calls shown in the call view */
-  calls: new Map(),
-  /** @type {Map<string, any>} latest stats summary per call id, for the badge (and tests) */
-  stats: new Map(),
-  name: "",
-  micMuted: false,
-  cameraOff: false,
-  /** @type {ReturnType<typeof setInterval> | undefined} */
-  statsTimer: undefined,
-};
-// Exposed for debugging in the console and for the end-to-end tests.
-Object.assign(window, { switchboardApp: app });
+// ---- sign-in ----
 
-// ---- UI helpers ----
-
-/** @param {string} text @param {number} [ms] */
-function toast(text, ms = 5000) {
-  if (!text) return;
-  const t = $("toast");
-  t.textContent = text;
-  t.hidden = false;
-  clearTimeout(/** @type {any} */ (t).timer);
-  /** @type {any} */ (t).timer = setTimeout(() => (t.hidden = true), ms);
+/**
+ * Shows the sign-in screen: a passcode field when the server has one, else
+ * how to get in.
+ * @param {string} [error]
+ */
+function showSignIn(error = "") {
+  show("signin");
+  const form = $("signin-form");
+  form.hidden = !app.signin.passcode;
+  $("signin-text").textContent = app.signin.passcode
+    ? "This server is private. Enter the passcode you got from its host, or open the invite link they sent you."
+    : "This server is private: ask the host for an invite link, then open it in this browser.";
+  const err = $("signin-error");
+  err.textContent = error;
+  err.hidden = !error;
+  if (app.signin.passcode) /** @type {HTMLInputElement} */ ($("passcode")).focus();
 }
 
 /**
- * Shows a banner with an explanation and optional actions; empty text hides it.
- * @param {string} text
- * @param {Array<{label: string, run: () => void, primary?: boolean}>} [actions]
+ * A sign-in succeeded: keep the token and prefill the suggested name. A
+ * token for one room puts the session in that room (the hello names none):
+ * its lobby, where people see who is online and call each other.
+ * @param {import("./signin.js").SignInGrant} g
  */
-function banner(text, actions = []) {
-  const b = $("banner");
-  b.hidden = !text;
-  $("banner-text").textContent = text;
-  const box = $("banner-actions");
-  box.replaceChildren(
-    ...actions.map((a) => {
-      const btn = document.createElement("button");
-      btn.type = "button";
-      btn.textContent = a.label;
-      if (a.primary) btn.className = "primary";
-      btn.addEventListener("click", () => a.run());
-      return btn;
-    }),
-  );
-}
-
-/** @param {"join" | "lobby" | "call"} view */
-function show(view) {
-  $("join").hidden = view !== "join";
-  $("lobby").hidden = view !== "lobby";
-  $("call").hidden = view !== "call";
-  document.body.dataset.view = view;
-}
-
-/** @param {string} state @param {string} text */
-function setConn(state, text) {
-  const c = $("conn");
-  c.dataset.state = state;
-  c.textContent = text;
-}
-
-// ---- media ----
-
-/**
- * Gets camera and microphone, falling back to whichever exists. Rejects with
- * the first error when neither can be had.
- * @returns {Promise<MediaStream>}
- */
-async function getMedia() {
-  if (!navigator.mediaDevices?.getUserMedia) {
-    throw Object.assign(new Error("This page is not in a secure context (https or localhost), so the browser offers no camera."), { name: "InsecureError" });
+function granted(g) {
+  localStorage.setItem(TOKEN_KEY, g.token);
+  if (g.name) localStorage.setItem(NAME_KEY, g.name);
+  app.token = g.token;
+  if (room && g.room && g.room !== room) {
+    location.replace(`/${location.search}`); // this page's room is not the token's
+    return;
   }
-  const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
+  showJoin(g.name);
+}
+
+/** @param {string} [suggested] a name to prefill */
+function showJoin(suggested = "") {
+  const nameInput = /** @type {HTMLInputElement} */ ($("name"));
+  nameInput.value = suggested || localStorage.getItem(NAME_KEY) || "";
+  show("join");
+}
+
+async function submitPasscode() {
+  const input = /** @type {HTMLInputElement} */ ($("passcode"));
+  const button = /** @type {HTMLButtonElement} */ ($("signin-button"));
+  if (!input.value) return;
+  button.disabled = true;
+  let r;
   try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true, video });
+    r = await signIn(fetch, { passcode: input.value });
   } catch (err) {
-    const name = /** @type {Error} */ (err).name;
-    if (name !== "NotFoundError" && name !== "OverconstrainedError" && name !== "NotReadableError") throw err;
-    // One of the two is missing or busy: take what is there.
-    for (const c of [{ audio: true }, { video }]) {
-      try {
-        return await navigator.mediaDevices.getUserMedia(c);
-      } catch {
-        /* try the next */
-      }
+    r = { ok: /** @type {const} */ (false), code: "network", message: `Could not reach the server (${/** @type {Error} */ (err).message}).` };
+  }
+  input.value = "";
+  if (r.ok) {
+    granted(r.grant);
+    button.disabled = false;
+    return;
+  }
+  showSignIn(r.message);
+  // Rate limited: the button comes back when the server will listen again.
+  setTimeout(() => (button.disabled = false), (r.retryAfter ?? 0) * 1000);
+}
+
+/** Decides between the sign-in screen and the join form. */
+async function start() {
+  try {
+    app.signin = await signInInfo(fetch);
+  } catch {
+    app.signin = { required: false, passcode: false }; // the hello will tell
+  }
+  const invite = inviteFromHash(location.hash);
+  if (invite) {
+    // The fragment never reaches the server or a Referer; drop it from the
+    // address bar and history too, it is a credential.
+    history.replaceState(null, "", location.pathname + location.search);
+    let r;
+    try {
+      r = await signIn(fetch, { invite });
+    } catch (err) {
+      r = { ok: /** @type {const} */ (false), code: "network", message: `Could not reach the server (${/** @type {Error} */ (err).message}).` };
     }
-    throw err;
+    if (r.ok) return granted(r.grant);
+    app.signin.required = true;
+    return showSignIn(r.message);
   }
-}
-
-/** @param {unknown} err */
-function mediaProblem(err) {
-  const name = /** @type {Error} */ (err)?.name;
-  switch (name) {
-    case "NotAllowedError":
-      return "Camera and microphone are blocked for this site. Allow them in the address bar and try again, or continue without: you will still see and hear the others.";
-    case "NotFoundError":
-      return "No camera or microphone was found. Plug one in and try again, or continue without: you will still see and hear the others.";
-    case "NotReadableError":
-      return "The camera or microphone is in use by another application. Close it and try again, or continue without.";
-    default:
-      return `The camera could not be started (${/** @type {Error} */ (err)?.message || name}). Try again, or continue without.`;
+  app.token = storedToken(localStorage, Date.now() / 1000);
+  if (app.signin.required && !app.token) return showSignIn();
+  const claimed = tokenClaims(app.token)?.room;
+  if (room && claimed && claimed !== room) {
+    // The token only lets us into its own room: its lobby rather than a refusal here.
+    location.replace(`/${location.search}`);
+    return;
   }
+  showJoin();
 }
-
-/** Asks for media and resolves with a stream, or null if the user continues without. */
-function acquireMedia() {
-  return new Promise((resolve) => {
-    const attempt = () => {
-      banner("");
-      getMedia().then(
-        (s) => resolve(s),
-        (err) =>
-          banner(mediaProblem(err), [
-            { label: "Try again", run: attempt, primary: true },
-            { label: "Continue without camera", run: () => (banner(""), resolve(null)) },
-          ]),
-      );
-    };
-    attempt();
-  });
-}
-
-function refreshPreviews() {
-  const s = app.screenTrack ? new MediaStream([app.screenTrack]) : app.stream;
-  /** @type {HTMLVideoElement} */ ($("preview-video")).srcObject = app.stream;
-  /** @type {HTMLVideoElement} */ ($("local-video")).srcObject = s;
-  $("preview-caption").textContent = app.stream ? "Your camera" : "No camera: others will not see you";
-  $("local-tile").classList.toggle("no-video", !s || s.getVideoTracks().length === 0);
-}
-
 // ---- joining ----
 
-async function join(/** @type {string} */ name) {
+/** @param {string} name */
+async function join(name) {
   app.name = name;
-  localStorage.setItem("switchboard.name", name);
+  localStorage.setItem(NAME_KEY, name);
   $("join-button").setAttribute("disabled", "");
-  app.stream = await acquireMedia();
+  // Opening a room link starts its group call: the camera is needed now. In
+  // the lobby it waits for a call.
+  if (room) await ensureMedia();
   refreshPreviews();
   $("my-name").textContent = name;
   setConn("connecting", "Connecting…");
-  const session = connect(null, { name, room, iceTransportPolicy: forceRelay ? "relay" : "all" });
+  const session = connect(null, { name, room, token: app.token || undefined, iceTransportPolicy: forceRelay ? "relay" : "all" });
   app.session = session;
-  session.addEventListener("state", (e) => onSessionState(/** @type {CustomEvent} */ (e).detail));
-  session.addEventListener("welcome", (e) => onWelcome(/** @type {CustomEvent} */ (e).detail));
+  session.addEventListener("state", (e) => onSessionState(e.detail));
+  session.addEventListener("welcome", (e) => onWelcome(e.detail));
   session.addEventListener("peers", () => renderPeers());
   session.addEventListener("peer-joined", (e) => {
-    const peer = /** @type {CustomEvent} */ (e).detail.peer;
-    if (room) attach(session.meshCall(peer.id, { stream: app.stream }));
+    if (room) attach(session.meshCall(e.detail.peer.id, { stream: app.stream }));
   });
-  session.addEventListener("call", (e) => onIncoming(/** @type {CustomEvent} */ (e).detail.call));
-  session.addEventListener("error", (e) => onServerError(/** @type {CustomEvent} */ (e).detail));
-  session.addEventListener("closed", (e) => onClosed(/** @type {CustomEvent} */ (e).detail));
+  session.addEventListener("call", (e) => onIncoming(e.detail.call));
+  session.addEventListener("error", (e) => onServerError(e.detail));
+  session.addEventListener("closed", (e) => onClosed(e.detail));
+  session.addEventListener("token", (e) => {
+    // Renewed over the WebSocket before it expires: a reload keeps working.
+    app.token = e.detail.token;
+    localStorage.setItem(TOKEN_KEY, e.detail.token);
+  });
 }
 
 /** @param {{state: string, delay?: number}} d */
@@ -239,6 +191,11 @@ function onWelcome(d) {
     updateWaiting();
   } else {
     show("lobby");
+    // A sign-in for one room puts this lobby in that room: say which.
+    const r = app.session?.room ?? "";
+    $("room-label").textContent = r ? `Room ${r}` : "";
+    $("room-label").title = r ? `Room ${r}` : "";
+    $("room-label").hidden = !r;
   }
   renderPeers();
 }
@@ -253,7 +210,16 @@ function onServerError(d) {
       banner("You are not allowed in this room.");
       break;
     case "unauthorized":
-      banner("The server refused the connection: this server needs a sign-in token.");
+      // The stored sign-in is no good (expired, revoked, another server's).
+      localStorage.removeItem(TOKEN_KEY);
+      app.token = "";
+      app.signin.required = true;
+      app.session = null;
+      release(app.stream);
+      app.stream = null;
+      setConn("closed", "Signed out");
+      $("join-button").removeAttribute("disabled");
+      showSignIn("Your sign-in has expired or is no longer valid. Sign in again.");
       break;
     case "peer-unavailable":
     case "busy":
@@ -269,17 +235,21 @@ function onServerError(d) {
 
 /** @param {{reason: string, fatal: boolean}} d */
 function onClosed(d) {
+  if (document.body.dataset.view === "signin") return; // said there
   if (d.fatal && $("banner").hidden) banner(`Disconnected from the server: ${d.reason || "refused"}.`);
   if (d.reason === "session taken over by another tab") banner("This session continues in another tab or window.");
 }
-
 // ---- presence ----
 
 function renderPeers() {
   const s = app.session;
   if (!s) return;
   const list = $("peers");
-  const peers = [...s.peers.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const peers = [...s.peers.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+  // Names need not be unique: when two people (or you and someone) share
+  // one, a short tag from the peer id tells them apart.
+  const count = new Map([[app.name.trim().toLowerCase(), 1]]);
+  for (const p of peers) count.set(p.name.trim().toLowerCase(), (count.get(p.name.trim().toLowerCase()) ?? 0) + 1);
   list.replaceChildren(
     ...peers.map((p) => {
       const li = document.createElement("li");
@@ -289,11 +259,19 @@ function renderPeers() {
       const avatar = document.createElement("span");
       avatar.className = "avatar";
       avatar.setAttribute("aria-hidden", "true");
-      avatar.textContent = (p.name.trim()[0] || "?").toUpperCase();
+      avatar.textContent = initial(p.name);
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = p.name;
+      name.id = `peer-name-${p.id}`;
       who.append(avatar, name);
+      if ((count.get(p.name.trim().toLowerCase()) ?? 0) > 1) {
+        const tag = document.createElement("span");
+        tag.className = "tag";
+        tag.textContent = `#${p.id.slice(0, 4)}`;
+        tag.title = "Someone else here uses the same name: this tag tells them apart.";
+        who.append(tag);
+      }
       if (p.nearby) {
         const b = document.createElement("span");
         b.className = "badge nearby";
@@ -307,10 +285,9 @@ function renderPeers() {
         btn.type = "button";
         btn.className = "primary call-button";
         btn.textContent = "Call";
-        btn.setAttribute("aria-describedby", `peer-name-${p.id}`);
-        name.id = `peer-name-${p.id}`;
-        btn.disabled = !!app.current;
-        btn.addEventListener("click", () => placeCall(p.id, p.name));
+        btn.setAttribute("aria-describedby", name.id);
+        btn.disabled = !!app.current || app.gettingMedia;
+        btn.addEventListener("click", () => void placeCall(p.id, p.name));
         li.append(btn);
       }
       return li;
@@ -319,15 +296,73 @@ function renderPeers() {
   $("empty").hidden = peers.length > 0;
   updateWaiting();
 }
+// ---- missed calls ----
 
+/**
+ * Keeps a missed call in the lobby until dismissed.
+ * @param {string} peerId
+ * @param {string} name
+ * @param {string} [note]
+ */
+function addMissed(peerId, name, note = "") {
+  const li = document.createElement("li");
+  li.dataset.peer = peerId;
+  const when = new Date();
+  const text = document.createElement("span");
+  text.className = "text";
+  const time = document.createElement("time");
+  time.dateTime = when.toISOString();
+  time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  text.append(`${name}${note ? ` (${note})` : ""} at `, time);
+  const back = document.createElement("button");
+  back.type = "button";
+  back.className = "small primary";
+  back.textContent = "Call back";
+  back.addEventListener("click", () => {
+    if (!app.session?.peers.has(peerId)) {
+      toast(`${name} is not online any more.`);
+      return;
+    }
+    li.remove();
+    updateMissed();
+    void placeCall(peerId, name);
+  });
+  const dismiss = document.createElement("button");
+  dismiss.type = "button";
+  dismiss.className = "small dismiss";
+  dismiss.textContent = "Dismiss";
+  dismiss.setAttribute("aria-label", `Dismiss the missed call from ${name}`);
+  dismiss.addEventListener("click", () => {
+    li.remove();
+    updateMissed();
+  });
+  li.append(text, back, dismiss);
+  $("missed").prepend(li);
+  updateMissed();
+}
+
+function updateMissed() {
+  $("missed-box").hidden = $("missed").childElementCount === 0;
+}
 // ---- 1:1 calls ----
 
 /** @param {string} peerId @param {string} name */
-function placeCall(peerId, name) {
+async function placeCall(peerId, name) {
   const s = app.session;
-  if (!s || app.current) return;
-  const call = s.call(peerId, { stream: app.stream });
+  if (!s || app.current || app.gettingMedia) return;
+  app.gettingMedia = true;
+  renderPeers();
+  const stream = await ensureMedia();
+  app.gettingMedia = false;
+  if (app.session !== s || app.current || !s.peers.has(peerId)) {
+    if (!s.peers.has(peerId)) toast(`${name} is not online any more.`);
+    renderPeers();
+    releaseMediaIfIdle();
+    return;
+  }
+  const call = s.call(peerId, { stream });
   app.current = call;
+  call.setMedia(mediaState());
   $("callee-name").textContent = name;
   $("outgoing-state").textContent = "Calling…";
   /** @type {HTMLDialogElement} */ ($("outgoing")).showModal();
@@ -341,9 +376,10 @@ function placeCall(peerId, name) {
   });
   call.addEventListener("ended", (e) => {
     closeDialog("outgoing");
-    toast(endWords[/** @type {CustomEvent} */ (e).detail.reason]?.(name) ?? "The call ended.");
+    toast(endWords[e.detail.reason]?.(name) ?? "The call ended.");
     if (app.current === call) app.current = null;
     renderPeers();
+    releaseMediaIfIdle();
   });
   renderPeers();
 }
@@ -354,14 +390,15 @@ function onIncoming(call) {
     attach(call);
     return;
   }
-  if (app.current || app.ringing) {
+  const name = call.peerName || "Someone";
+  if (app.current || app.ringing || app.gettingMedia) {
     // Already busy with someone: the caller hears "declined" right away
-    // rather than ringing into the void.
+    // rather than ringing into the void; we keep a note of it.
     call.decline();
+    addMissed(call.peerId, name, "while you were in a call");
     return;
   }
   app.ringing = call;
-  const name = call.peerName || "Someone";
   $("caller-name").textContent = name;
   /** @type {HTMLDialogElement} */ ($("incoming")).showModal();
   call.addEventListener("ended", (e) => {
@@ -370,20 +407,32 @@ function onIncoming(call) {
       closeDialog("incoming");
     }
     if (app.current === call) app.current = null;
-    const reason = /** @type {CustomEvent} */ (e).detail.reason;
-    // The callee did not answer in time: for them it is a missed call.
+    const reason = e.detail.reason;
+    // Not answered in time, or given up by the caller before we answered:
+    // for us it is a missed call, kept in the lobby until dismissed.
+    if (reason === "timeout" || reason === "cancelled") addMissed(call.peerId, name);
     toast(reason === "timeout" ? `Missed call from ${name}.` : endWords[reason]?.(name) ?? "The call ended.");
     renderPeers();
+    releaseMediaIfIdle();
   });
 }
 
-function acceptRinging() {
+async function acceptRinging() {
   const call = app.ringing;
   if (!call) return;
   app.ringing = null;
   closeDialog("incoming");
   app.current = call;
-  call.accept({ stream: app.stream });
+  app.gettingMedia = true;
+  const stream = await ensureMedia();
+  app.gettingMedia = false;
+  if (call.state !== "incoming") {
+    // The caller gave up while the camera was being asked for.
+    if (app.current === call) app.current = null;
+    releaseMediaIfIdle();
+    return;
+  }
+  call.accept({ stream });
   enterCall();
   attach(call);
 }
@@ -395,181 +444,16 @@ function declineRinging() {
   closeDialog("incoming");
   call.decline();
 }
-
-/** @param {string} id */
-function closeDialog(id) {
-  const d = /** @type {HTMLDialogElement} */ ($(id));
-  if (d.open) d.close();
-}
-
-// ---- the call view (1:1 and mesh) ----
-
-function enterCall() {
-  show("call");
-  refreshPreviews();
-  clearInterval(app.statsTimer);
-  app.statsTimer = setInterval(pollStats, 1000);
-  updateWaiting();
-}
-
-function leaveCallView() {
-  clearInterval(app.statsTimer);
-  if (app.screenTrack) stopShare();
-  show(room ? "join" : "lobby");
-  renderPeers();
-}
-
-function updateWaiting() {
-  const w = $("waiting");
-  w.hidden = !room || app.calls.size > 0;
-  const a = /** @type {HTMLAnchorElement} */ ($("share-link"));
-  a.href = location.origin + location.pathname;
-  a.textContent = location.origin + location.pathname;
-}
-
-/** Adds a tile for a call and wires its events. @param {Call} call */
-function attach(call) {
-  if (app.calls.has(call.id) || call.state === "ended") return;
-  app.calls.set(call.id, call);
-  const fig = document.createElement("figure");
-  fig.className = "tile remote";
-  fig.dataset.call = call.id;
-  fig.dataset.peer = call.peerId;
-  const video = document.createElement("video");
-  video.autoplay = true;
-  video.playsInline = true;
-  video.srcObject = call.remoteStream;
-  const cap = document.createElement("figcaption");
-  const who = document.createElement("span");
-  who.className = "who";
-  who.textContent = call.peerName || "Guest";
-  const path = document.createElement("span");
-  path.className = "badge path";
-  path.textContent = "Connecting…";
-  const muteRemote = document.createElement("button");
-  muteRemote.type = "button";
-  muteRemote.className = "small mute-remote";
-  muteRemote.textContent = "Mute remote";
-  muteRemote.setAttribute("aria-pressed", "false");
-  muteRemote.setAttribute("aria-label", `Mute ${call.peerName || "remote"}`);
-  muteRemote.addEventListener("click", () => {
-    video.muted = !video.muted;
-    muteRemote.setAttribute("aria-pressed", String(video.muted));
-    muteRemote.textContent = video.muted ? "Unmute remote" : "Mute remote";
-    muteRemote.setAttribute("aria-label", `${video.muted ? "Unmute" : "Mute"} ${call.peerName || "remote"}`);
-  });
-  cap.append(who, path, muteRemote);
-  fig.append(video, cap);
-  $("tiles").append(fig);
-  layoutTiles();
-  call.addEventListener("track", () => {
-    if (video.srcObject !== call.remoteStream) video.srcObject = call.remoteStream;
-    video.play().catch(() => {});
-  });
-  call.addEventListener("state", () => {
-    fig.dataset.state = call.state;
-    if (call.state === "reconnecting") path.textContent = "Reconnecting…";
-  });
-  call.addEventListener("message", (e) => addMessage(call.peerName, String(/** @type {CustomEvent} */ (e).detail.data?.text ?? ""), "in"));
-  call.addEventListener("file-progress", (e) => fileProgress(call, /** @type {CustomEvent} */ (e).detail));
-  call.addEventListener("file", (e) => fileDone(call, /** @type {CustomEvent} */ (e).detail));
-  call.addEventListener("ended", () => {
-    fig.remove();
-    app.calls.delete(call.id);
-    app.stats.delete(call.id);
-    layoutTiles();
-    if (room) {
-      updateWaiting();
-    } else if (app.calls.size === 0 && $("call").hidden === false) {
-      leaveCallView();
-    }
-  });
-  updateWaiting();
-}
-
-function layoutTiles() {
-  $("tiles").dataset.count = String(app.calls.size + 1);
-}
-
-async function pollStats() {
-  for (const call of app.calls.values()) {
-    const s = await call.getStats().catch(() => null);
-    if (!s) continue;
-    app.stats.set(call.id, s);
-    const fig = document.querySelector(`figure[data-call="${CSS.escape(call.id)}"]`);
-    const badge = fig?.querySelector(".badge.path");
-    if (badge && call.state !== "reconnecting") {
-      badge.textContent = describePath(s);
-      badge.classList.toggle("relay", s.path === "relay");
-      /** @type {HTMLElement} */ (badge).title =
-        s.inKbps !== null ? `Receiving ${s.inKbps} kbit/s, sending ${s.outKbps} kbit/s` : "";
-    }
-  }
-}
-
-// ---- controls ----
-
-function toggleMute() {
-  app.micMuted = !app.micMuted;
-  for (const t of app.stream?.getAudioTracks() ?? []) t.enabled = !app.micMuted;
-  const b = $("mute");
-  b.setAttribute("aria-pressed", String(app.micMuted));
-  b.textContent = app.micMuted ? "Unmute" : "Mute";
-  if (!app.stream?.getAudioTracks().length) toast("No microphone: others cannot hear you anyway.");
-}
-
-function toggleCamera() {
-  app.cameraOff = !app.cameraOff;
-  for (const t of app.stream?.getVideoTracks() ?? []) t.enabled = !app.cameraOff;
-  const b = $("camera");
-  b.setAttribute("aria-pressed", String(app.cameraOff));
-  b.textContent = app.cameraOff ? "Camera on" : "Camera off";
-  if (!app.stream?.getVideoTracks().length) toast("No camera: others cannot see you anyway.");
-}
-
-async function toggleShare() {
-  if (app.screenTrack) return stopShare();
-  let display;
-  try {
-    display = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
-  } catch (err) {
-    const name = /** @type {Error} */ (err)?.name;
-    toast(
-      name === "NotAllowedError"
-        ? "Screen sharing was refused or cancelled. To share, allow screen recording for the browser and try again."
-        : `Screen sharing is not available here (${name || err}).`,
-      7000,
-    );
-    return;
-  }
-  const track = display.getVideoTracks()[0];
-  app.screenTrack = track;
-  track.addEventListener("ended", () => stopShare()); // the browser's own "Stop sharing"
-  for (const c of app.calls.values()) await c.replaceVideo(track);
-  const b = $("share");
-  b.textContent = "Stop sharing";
-  b.setAttribute("aria-pressed", "true");
-  refreshPreviews();
-}
-
-async function stopShare() {
-  const track = app.screenTrack;
-  if (!track) return;
-  app.screenTrack = null;
-  track.stop();
-  const cam = app.stream?.getVideoTracks()[0] ?? null;
-  for (const c of app.calls.values()) await c.replaceVideo(cam);
-  const b = $("share");
-  b.textContent = "Share screen";
-  b.setAttribute("aria-pressed", "false");
-  refreshPreviews();
-}
+// ---- leaving ----
 
 function hangup() {
   if (room) {
     app.session?.close(); // ends every call, which removes its tile
     app.session = null;
     leaveCallView();
+    release(app.stream);
+    app.stream = null;
+    refreshPreviews();
     $("join-title").textContent = `You left room ${room}`;
     $("join-button").removeAttribute("disabled");
     $("join-button").textContent = "Rejoin";
@@ -580,148 +464,34 @@ function hangup() {
   app.current = null;
   for (const c of [...app.calls.values()]) c.hangup();
 }
-
-// ---- chat and files ----
-
-/** @param {string} who @param {string} text @param {"in" | "out"} dir */
-function addMessage(who, text, dir) {
-  const li = document.createElement("li");
-  li.className = `msg ${dir}`;
-  const w = document.createElement("span");
-  w.className = "from";
-  w.textContent = dir === "out" ? "You" : who || "Guest";
-  const t = document.createElement("span");
-  t.className = "text";
-  t.textContent = text;
-  li.append(w, t);
-  $("messages").append(li);
-  li.scrollIntoView({ block: "end" });
-  return li;
-}
-
-function sendChat() {
-  const input = /** @type {HTMLInputElement} */ ($("chat-input"));
-  const text = input.value.trim();
-  if (!text) return;
-  let sent = 0;
-  for (const c of app.calls.values()) {
-    try {
-      c.sendMessage({ text });
-      sent++;
-    } catch {
-      /* channel not open yet with this peer */
-    }
-  }
-  if (sent === 0) {
-    toast("Not connected to anyone yet: the message was not sent.");
-    return;
-  }
-  addMessage(app.name, text, "out");
-  input.value = "";
-}
-
-/** @type {Map<string, HTMLLIElement>} */
-const transfers = new Map();
-
-/**
- * @param {Call} call
- * @param {{id: string, name: string, size: number, done: number, direction: "in" | "out"}} d
- */
-function fileProgress(call, d) {
-  const key = `${call.id}/${d.id}`;
-  let li = transfers.get(key);
-  if (!li) {
-    li = document.createElement("li");
-    li.className = `msg file ${d.direction}`;
-    li.dataset.transfer = d.id;
-    const from = document.createElement("span");
-    from.className = "from";
-    from.textContent = d.direction === "out" ? `You → ${call.peerName || "Guest"}` : call.peerName || "Guest";
-    const label = document.createElement("span");
-    label.className = "text";
-    label.textContent = `${d.name} (${formatSize(d.size)})`;
-    const bar = document.createElement("progress");
-    bar.max = Math.max(d.size, 1);
-    bar.setAttribute("aria-label", `${d.direction === "out" ? "Sending" : "Receiving"} ${d.name}`);
-    li.append(from, label, bar);
-    $("messages").append(li);
-    li.scrollIntoView({ block: "end" });
-    transfers.set(key, li);
-  }
-  const bar = li.querySelector("progress");
-  if (bar) bar.value = d.size === 0 ? 1 : d.done;
-  if (d.direction === "out" && d.done >= d.size && !li.classList.contains("done")) {
-    li.classList.add("done");
-    const sent = document.createElement("span");
-    sent.className = "from";
-    sent.textContent = "Sent";
-    li.querySelector("progress")?.replaceWith(sent);
-    transfers.delete(key);
-  }
-}
-
-/**
- * @param {Call} call
- * @param {{id: string, name: string, size: number, blob: Blob}} d
- */
-function fileDone(call, d) {
-  const key = `${call.id}/${d.id}`;
-  const li = transfers.get(key);
-  if (!li) return;
-  transfers.delete(key);
-  li.classList.add("done");
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(d.blob);
-  a.download = d.name;
-  a.textContent = `Save ${d.name}`;
-  a.className = "download";
-  li.querySelector("progress")?.remove();
-  li.append(a);
-}
-
-/** @param {number} n */
-function formatSize(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-}
-
-async function sendFiles(/** @type {FileList} */ files) {
-  const targets = [...app.calls.values()].filter((c) => c.channel?.readyState === "open");
-  if (targets.length === 0) {
-    toast("Not connected to anyone yet: the file was not sent.");
-    return;
-  }
-  for (const f of files) {
-    for (const c of targets) {
-      c.sendFile(f).catch((err) => toast(`Sending ${f.name} failed: ${err.message}`));
-    }
-  }
-}
-
 // ---- wiring ----
 
 function init() {
+  hooks.renderPeers = renderPeers;
   if (room) {
     $("room-label").textContent = `Room ${room}`;
+    $("room-label").title = `Room ${room}`;
     $("room-label").hidden = false;
     $("join-title").textContent = `Join room ${room}`;
-    $("join-hint").textContent = "Everyone who opens this link joins the same group call.";
+    $("join-hint").textContent = "Everyone who opens this link joins the same group call. Your camera turns on when you join.";
     document.title = `${room} · Switchboard`;
   }
   $("relay-note").hidden = !forceRelay;
   const nr = /** @type {HTMLAnchorElement} */ ($("new-room"));
   nr.href = `/r/${Math.random().toString(36).slice(2, 8)}`;
   const nameInput = /** @type {HTMLInputElement} */ ($("name"));
-  nameInput.value = localStorage.getItem("switchboard.name") ?? "";
   $("join-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const name = nameInput.value.trim();
-    if (!name) return;
-    if (app.session) return;
+    if (!name || app.session) return;
     join(name).catch((err) => banner(`Could not join: ${err.message}`));
   });
-  $("accept").addEventListener("click", acceptRinging);
+  $("signin-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    void submitPasscode();
+  });
+  $("preview-button").addEventListener("click", () => void togglePreview());
+  $("accept").addEventListener("click", () => void acceptRinging());
   $("decline").addEventListener("click", declineRinging);
   $("incoming").addEventListener("cancel", (e) => {
     e.preventDefault(); // Escape does not silently drop a call: it declines it
@@ -738,15 +508,20 @@ function init() {
   $("hangup").addEventListener("click", hangup);
   $("chat-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    sendChat();
+    sendChat(app.calls.values(), app.name);
   });
   const fileInput = /** @type {HTMLInputElement} */ ($("file-input"));
   fileInput.addEventListener("change", () => {
-    if (fileInput.files?.length) void sendFiles(fileInput.files);
+    if (fileInput.files?.length) sendFiles(app.calls.values(), fileInput.files);
     fileInput.value = "";
   });
   if (!navigator.mediaDevices?.getDisplayMedia) $("share").hidden = true;
-  show("join");
+  // An invite link opened in a tab that shows the app already changes only
+  // the fragment: start over with it.
+  window.addEventListener("hashchange", () => {
+    if (inviteFromHash(location.hash)) location.reload();
+  });
+  void start();
 }
 
 init();

@@ -4,6 +4,7 @@
 // ICE restarts. Sessions create calls (session.call, meshCall, the "call"
 // event); nothing else should.
 
+import { TypedTarget } from "./events.js";
 import { Negotiator } from "./negotiation.js";
 import { summarizeStats } from "./stats.js";
 import { sendFile, FileReceiver, HIGH_WATER } from "./transfer.js";
@@ -68,7 +69,8 @@ export function randomID() {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-export class Call extends EventTarget {
+/** @extends {TypedTarget<CallEventMap>} */
+export class Call extends TypedTarget {
   /** @type {CallState} */
   #state;
   /** @type {EndReason | ""} */
@@ -168,54 +170,6 @@ export class Call extends EventTarget {
   /** @returns {MediaState | null} the peer's microphone and camera as it last said; null before it said */
   get remoteMedia() {
     return this.#remoteMedia;
-  }
-
-  /**
-   * @template {keyof CallEventMap} K
-   * @overload
-   * @param {K} type
-   * @param {(ev: CallEventMap[K]) => void} listener
-   * @param {boolean | AddEventListenerOptions} [options]
-   * @returns {void}
-   */
-  /**
-   * @overload
-   * @param {string} type
-   * @param {EventListenerOrEventListenerObject | null} listener
-   * @param {boolean | AddEventListenerOptions} [options]
-   * @returns {void}
-   */
-  /**
-   * @param {string} type
-   * @param {any} listener
-   * @param {boolean | AddEventListenerOptions} [options]
-   */
-  addEventListener(type, listener, options) {
-    super.addEventListener(type, listener, options);
-  }
-
-  /**
-   * @template {keyof CallEventMap} K
-   * @overload
-   * @param {K} type
-   * @param {(ev: CallEventMap[K]) => void} listener
-   * @param {boolean | EventListenerOptions} [options]
-   * @returns {void}
-   */
-  /**
-   * @overload
-   * @param {string} type
-   * @param {EventListenerOrEventListenerObject | null} listener
-   * @param {boolean | EventListenerOptions} [options]
-   * @returns {void}
-   */
-  /**
-   * @param {string} type
-   * @param {any} listener
-   * @param {boolean | EventListenerOptions} [options]
-   */
-  removeEventListener(type, listener, options) {
-    super.removeEventListener(type, listener, options);
   }
 
   /**

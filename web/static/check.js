@@ -1,9 +1,12 @@
 // @ts-check
-// The network self-check at /check: tries every STUN and TURN URL the server
-// hands out, one at a time in its own RTCPeerConnection, then makes a call
-// through the relay between two connections in this page.
+// The network self-check at /check: opens the signaling WebSocket through
+// the client library (hello → welcome), tries every STUN and TURN URL the
+// server hands out, one at a time in its own RTCPeerConnection, then makes a
+// call through the relay between two connections in this page.
 
+import { connect } from "./switchboard.js";
 import { summarizeStats } from "./stats.js";
+import { storedToken, tokenClaims } from "./signin.js";
 
 /**
  * @template {HTMLElement} T
@@ -22,6 +25,60 @@ function $(id) {
 const GATHER_TIMEOUT = 8000;
 /** How long the relay-only call may take to connect. */
 const CALL_TIMEOUT = 15000;
+/** How long the hello may take to be welcomed: the server answers at once;
+ * a proxy that holds the upgrade open gets this long to let it through. */
+const SIGNAL_TIMEOUT = 10000;
+
+/**
+ * @typedef {object} SignalingResult
+ * @property {"ok" | "unauthorized" | "blocked" | "refused"} kind
+ * @property {string} verdict
+ * @property {import("./switchboard.js").IceServer[]} [iceServers] from the welcome
+ */
+
+/**
+ * Opens a session the way the app does and waits for the welcome. It joins
+ * a room of its own (the token's room if the token allows only one), so it
+ * does not show up in anyone's lobby, and leaves at once.
+ * @param {string} token
+ * @returns {Promise<SignalingResult>}
+ */
+function signalingCheck(token) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const room = tokenClaims(token)?.room || `check-${Math.random().toString(36).slice(2, 10)}`;
+    const s = connect(null, { name: "Network check", room, token: token || undefined });
+    let code = "";
+    let settled = false;
+    /** @param {SignalingResult} r */
+    const done = (r) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      s.close();
+      resolve(r);
+    };
+    const blocked = (/** @type {string} */ how) => ({
+      kind: /** @type {const} */ ("blocked"),
+      verdict: `Signaling: blocked. This page loaded, but ${how}: a proxy, firewall or security software between you and the server blocks WebSocket connections (on the server side: a reverse proxy that does not pass the Upgrade header).`,
+    });
+    const timer = setTimeout(() => done(blocked(`the WebSocket to /ws got no answer in ${SIGNAL_TIMEOUT / 1000} s`)), SIGNAL_TIMEOUT);
+    s.addEventListener("welcome", () =>
+      done({ kind: "ok", verdict: `Signaling: works. The server answered over the WebSocket in ${Math.round(performance.now() - t0)} ms.`, iceServers: s.iceServers }),
+    );
+    s.addEventListener("error", (e) => (code = e.detail.code));
+    s.addEventListener("closed", (e) => {
+      if (code === "unauthorized") done({ kind: "unauthorized", verdict: "Signaling: not signed in. This server is private and refused the connection without a valid sign-in." });
+      else done({ kind: "refused", verdict: `Signaling: the server refused the session (${code || e.detail.reason || `close ${e.detail.code}`}).` });
+    });
+    s.addEventListener("state", (e) => {
+      // A drop before any welcome: the upgrade failed or the socket was cut.
+      if (e.detail.state !== "reconnecting") return;
+      if (e.detail.code === 1006) done(blocked("the WebSocket to /ws could not be opened"));
+      else done({ kind: "refused", verdict: `Signaling: the server closed the connection (${code || `close ${e.detail.code}`}).` });
+    });
+  });
+}
 
 /**
  * @typedef {object} Line
@@ -251,8 +308,15 @@ async function relayCall(turnLines) {
  * The closing sentence: will calls work, and if not, what to open.
  * @param {Array<{line: Line, result: Result}>} rows
  * @param {{ok: boolean} | null} call
+ * @param {boolean} [signaling] whether the WebSocket worked (default true)
  */
-export function conclusion(rows, call) {
+export function conclusion(rows, call, signaling = true) {
+  if (!signaling) {
+    return {
+      ok: false,
+      text: "Calls will not work from this network: the WebSocket to the server is blocked, so the app cannot reach anyone. Try another network, or ask whoever runs this network (or the server's reverse proxy) to allow WebSocket connections.",
+    };
+  }
   const ok = (/** @type {string} */ kind) => rows.some((r) => r.line.kind === kind && r.result.ok);
   const has = (/** @type {string} */ kind) => rows.some((r) => r.line.kind === kind);
   const turnOK = ok("turn-udp") || ok("turn-tcp") || ok("turn-tls");
@@ -275,27 +339,67 @@ export function conclusion(rows, call) {
   return { ok: false, text: `Calls will not work from this network: nothing reached the server. Forward or open ${ports || "the STUN/TURN ports"} to the Switchboard server (router port forwarding and firewall), or try another network.` };
 }
 
+/**
+ * Ends the check early with a verdict; nothing stays "waiting".
+ * @param {string} status
+ * @param {string} summary
+ * @param {string} relay
+ */
+function finish(status, summary, relay) {
+  $("status").textContent = status;
+  const callEl = $("relay-call");
+  callEl.dataset.ok = "false";
+  callEl.textContent = relay;
+  const sum = $("summary");
+  sum.dataset.ok = "false";
+  sum.textContent = summary;
+  document.body.dataset.done = "true";
+}
+
+/** The check stops here: this server needs a sign-in this browser does not have. */
+function notSignedIn() {
+  const sig = $("signaling");
+  sig.dataset.ok = "false";
+  sig.textContent = "Signaling: not signed in. This server is private.";
+  finish("Not signed in.", "Not signed in: this server is private, so it does not let this page test anything. Open the app, sign in (invite link or passcode), then come back to this page.", "Skipped: not signed in.");
+  const a = document.createElement("a");
+  a.href = "/";
+  a.textContent = "Open the app to sign in";
+  $("summary").append(" ", a);
+}
+
 async function main() {
   const status = $("status");
   const params = new URLSearchParams(location.search);
+  const token = params.get("token") || storedToken(localStorage, Date.now() / 1000);
+  status.textContent = "Opening the signaling connection…";
+  const sig = await signalingCheck(token);
+  const sigEl = $("signaling");
+  sigEl.dataset.ok = String(sig.kind === "ok");
+  sigEl.textContent = sig.verdict;
+  if (sig.kind === "unauthorized") return notSignedIn();
   /** @type {Record<string, string>} */
   const headers = {};
-  const token = params.get("token");
   if (token) headers.Authorization = `Bearer ${token}`;
   let data;
-  try {
-    const res = await fetch("/api/ice-servers", { headers, cache: "no-store" });
-    if (res.status === 401) throw new Error("this server needs a sign-in token: open /check?token=<your token>");
-    if (res.status === 429) throw new Error(`too many checks from your address, try again in ${res.headers.get("Retry-After") ?? "a few"} seconds`);
-    if (!res.ok) throw new Error(`the server answered ${res.status}`);
-    data = await res.json();
-  } catch (err) {
-    status.textContent = `Could not get the server's addresses: ${/** @type {Error} */ (err).message}.`;
-    const sum = $("summary");
-    sum.dataset.ok = "false";
-    sum.textContent = "Calls will not work: the page could not talk to the Switchboard server.";
-    document.body.dataset.done = "true";
-    return;
+  if (sig.iceServers) {
+    data = { iceServers: sig.iceServers };
+  } else {
+    // No session: ask over plain HTTPS, so the relay is still tested.
+    try {
+      const res = await fetch("/api/ice-servers", { headers, cache: "no-store" });
+      if (res.status === 401) return notSignedIn();
+      if (res.status === 429) throw new Error(`too many checks from your address, try again in ${res.headers.get("Retry-After") ?? "a few"} seconds`);
+      if (!res.ok) throw new Error(`the server answered ${res.status}`);
+      data = await res.json();
+    } catch (err) {
+      finish(
+        `Could not get the server's addresses: ${/** @type {Error} */ (err).message}.`,
+        sig.kind === "blocked" ? conclusion([], null, false).text : "Calls will not work: the page could not talk to the Switchboard server.",
+        "Skipped: the server's addresses are not known.",
+      );
+      return;
+    }
   }
   const lines = linesFrom(data.iceServers ?? []);
   status.textContent = `Testing ${lines.length} address${lines.length === 1 ? "" : "es"}…`;
@@ -352,9 +456,9 @@ async function main() {
     if (call.rtt !== undefined) callEl.dataset.rtt = String(call.rtt);
   } else {
     callEl.dataset.ok = "false";
-    callEl.textContent = "Skipped: no TURN address worked.";
+    callEl.textContent = lines.length ? "Skipped: no TURN address worked." : "Skipped: the server hands out no TURN address.";
   }
-  const c = conclusion(results, call);
+  const c = conclusion(results, call, sig.kind === "ok");
   const sum = $("summary");
   sum.dataset.ok = String(c.ok);
   sum.textContent = c.text;
@@ -363,4 +467,6 @@ async function main() {
 }
 
 // Importing the module for its helpers (tests) must not start a check.
-if (typeof document !== "undefined" && document.getElementById("lines")) main();
+if (typeof document !== "undefined" && document.getElementById("lines")) {
+  main().catch((err) => finish(`The check stopped: ${err?.message ?? err}.`, "The check could not finish; reload the page to try again.", "Skipped: the check stopped."));
+}

@@ -11,6 +11,7 @@
 //   session.addEventListener("call", (e) => e.detail.call.accept({ stream }));
 //   const call = session.call(peerId, { stream });
 
+import { TypedTarget } from "./events.js";
 import { Outbox, Inbox, backoffDelay, closeAction } from "./reliability.js";
 import { summarizeStats, describePath } from "./stats.js";
 import { parseServerMessage, validPeers } from "./protocol.js";
@@ -93,7 +94,8 @@ function meshID(a, b) {
 }
 
 /** A signaling session: presence, calls, signals; see SessionEventMap for its events. */
-export class Session extends EventTarget {
+/** @extends {TypedTarget<SessionEventMap>} */
+export class Session extends TypedTarget {
   #name;
   #room;
   /** @type {string | undefined} */
@@ -194,54 +196,6 @@ export class Session extends EventTarget {
   /** @returns {string | undefined} the sign-in token the next hello carries */
   get token() {
     return this.#token;
-  }
-
-  /**
-   * @template {keyof SessionEventMap} K
-   * @overload
-   * @param {K} type
-   * @param {(ev: SessionEventMap[K]) => void} listener
-   * @param {boolean | AddEventListenerOptions} [options]
-   * @returns {void}
-   */
-  /**
-   * @overload
-   * @param {string} type
-   * @param {EventListenerOrEventListenerObject | null} listener
-   * @param {boolean | AddEventListenerOptions} [options]
-   * @returns {void}
-   */
-  /**
-   * @param {string} type
-   * @param {any} listener
-   * @param {boolean | AddEventListenerOptions} [options]
-   */
-  addEventListener(type, listener, options) {
-    super.addEventListener(type, listener, options);
-  }
-
-  /**
-   * @template {keyof SessionEventMap} K
-   * @overload
-   * @param {K} type
-   * @param {(ev: SessionEventMap[K]) => void} listener
-   * @param {boolean | EventListenerOptions} [options]
-   * @returns {void}
-   */
-  /**
-   * @overload
-   * @param {string} type
-   * @param {EventListenerOrEventListenerObject | null} listener
-   * @param {boolean | EventListenerOptions} [options]
-   * @returns {void}
-   */
-  /**
-   * @param {string} type
-   * @param {any} listener
-   * @param {boolean | EventListenerOptions} [options]
-   */
-  removeEventListener(type, listener, options) {
-    super.removeEventListener(type, listener, options);
   }
 
   /**

@@ -48,7 +48,8 @@
  */
 /** @returns {string} a random id, also in non-secure contexts (no randomUUID there) */
 export function randomID(): string;
-export class Call extends EventTarget {
+/** @extends {TypedTarget<CallEventMap>} */
+export class Call extends TypedTarget<CallEventMap> {
     /**
      * @param {CallLink} link
      * @param {CallInit} o
@@ -83,40 +84,6 @@ export class Call extends EventTarget {
     get videoSender(): RTCRtpSender | null;
     /** @returns {MediaState | null} the peer's microphone and camera as it last said; null before it said */
     get remoteMedia(): MediaState | null;
-    /**
-     * @template {keyof CallEventMap} K
-     * @overload
-     * @param {K} type
-     * @param {(ev: CallEventMap[K]) => void} listener
-     * @param {boolean | AddEventListenerOptions} [options]
-     * @returns {void}
-     */
-    addEventListener<K extends keyof CallEventMap>(type: K, listener: (ev: CallEventMap[K]) => void, options?: boolean | AddEventListenerOptions | undefined): void;
-    /**
-     * @overload
-     * @param {string} type
-     * @param {EventListenerOrEventListenerObject | null} listener
-     * @param {boolean | AddEventListenerOptions} [options]
-     * @returns {void}
-     */
-    addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions | undefined): void;
-    /**
-     * @template {keyof CallEventMap} K
-     * @overload
-     * @param {K} type
-     * @param {(ev: CallEventMap[K]) => void} listener
-     * @param {boolean | EventListenerOptions} [options]
-     * @returns {void}
-     */
-    removeEventListener<K extends keyof CallEventMap>(type: K, listener: (ev: CallEventMap[K]) => void, options?: boolean | EventListenerOptions | undefined): void;
-    /**
-     * @overload
-     * @param {string} type
-     * @param {EventListenerOrEventListenerObject | null} listener
-     * @param {boolean | EventListenerOptions} [options]
-     * @returns {void}
-     */
-    removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions | undefined): void;
     /** Accepts an incoming call. @param {{stream?: MediaStream | null}} [opts] */
     accept(opts?: {
         stream?: MediaStream | null;
@@ -265,4 +232,5 @@ export type CallInit = {
     direction: "outgoing" | "incoming" | "mesh";
     stream: MediaStream | null;
 };
+import { TypedTarget } from "./events.js";
 import { Negotiator } from "./negotiation.js";

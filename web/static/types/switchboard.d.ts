@@ -52,7 +52,8 @@ export function defaultURL(): string;
  */
 export function connect(url: string | null | undefined, opts: ConnectOptions): Session;
 /** A signaling session: presence, calls, signals; see SessionEventMap for its events. */
-export class Session extends EventTarget {
+/** @extends {TypedTarget<SessionEventMap>} */
+export class Session extends TypedTarget<SessionEventMap> {
     /**
      * @param {string} url
      * @param {ConnectOptions} opts
@@ -76,40 +77,6 @@ export class Session extends EventTarget {
     get calls(): ReadonlyMap<string, Call>;
     /** @returns {string | undefined} the sign-in token the next hello carries */
     get token(): string | undefined;
-    /**
-     * @template {keyof SessionEventMap} K
-     * @overload
-     * @param {K} type
-     * @param {(ev: SessionEventMap[K]) => void} listener
-     * @param {boolean | AddEventListenerOptions} [options]
-     * @returns {void}
-     */
-    addEventListener<K extends keyof SessionEventMap>(type: K, listener: (ev: SessionEventMap[K]) => void, options?: boolean | AddEventListenerOptions | undefined): void;
-    /**
-     * @overload
-     * @param {string} type
-     * @param {EventListenerOrEventListenerObject | null} listener
-     * @param {boolean | AddEventListenerOptions} [options]
-     * @returns {void}
-     */
-    addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions | undefined): void;
-    /**
-     * @template {keyof SessionEventMap} K
-     * @overload
-     * @param {K} type
-     * @param {(ev: SessionEventMap[K]) => void} listener
-     * @param {boolean | EventListenerOptions} [options]
-     * @returns {void}
-     */
-    removeEventListener<K extends keyof SessionEventMap>(type: K, listener: (ev: SessionEventMap[K]) => void, options?: boolean | EventListenerOptions | undefined): void;
-    /**
-     * @overload
-     * @param {string} type
-     * @param {EventListenerOrEventListenerObject | null} listener
-     * @param {boolean | EventListenerOptions} [options]
-     * @returns {void}
-     */
-    removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions | undefined): void;
     /** While reconnecting, tries at once instead of waiting out the backoff. */
     reconnectNow(): void;
     /** Opens the WebSocket; connect() calls it, reconnects call it again. */
@@ -267,4 +234,5 @@ import { summarizeStats } from "./stats.js";
 import { describePath } from "./stats.js";
 import { parseServerMessage } from "./protocol.js";
 import { Call } from "./call.js";
+import { TypedTarget } from "./events.js";
 export { backoffDelay, closeAction, summarizeStats, describePath, parseServerMessage, Call };
