@@ -90,8 +90,9 @@ func (h *Hub) newSession(l *link, name, room string, cl *claims) *session {
 	return s
 }
 
-// startSession registers s, puts it in its room and attaches it to l. The
-// Router is called without Hub.mu; the room hears of s once it is attached.
+// startSession registers s, puts it in its room, announces it and attaches it
+// to l. The Router is called without Hub.mu. The room hears of s before s gets
+// its welcome, so that whatever s sends next reaches peers that know it.
 func (h *Hub) startSession(l *link, s *session, m *inMsg, servers []ICEServer, now, exp time.Time, cl *claims) *wireError {
 	h.mu.Lock()
 	closing := h.closing
@@ -105,10 +106,11 @@ func (h *Hub) startSession(l *link, s *session, m *inMsg, servers []ICEServer, n
 		h.router.Unregister(s.id)
 		return errf(codeRoomFull, "room %q is full", s.room)
 	}
+	s.announce(s.room, others, peerJoined(s))
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		h.router.Unregister(s.id)
+		s.end(wire.ReasonLeft, false) // the room heard of s: it hears it left
 		return errf(codeServerFull, "server is restarting")
 	}
 	h.sessions[s.id] = s
@@ -123,7 +125,6 @@ func (h *Hub) startSession(l *link, s *session, m *inMsg, servers []ICEServer, n
 	s.startWriterLocked()
 	s.mu.Unlock()
 	h.mu.Unlock()
-	s.announce(s.room, others, peerJoined(s))
 	return nil
 }
 

@@ -202,52 +202,76 @@ func (r *recRouter) take(names map[string]string) []string {
 }
 
 // TestEverythingCrossesTheRouter: every message one session causes another to
-// receive is an envelope the Router delivered: presence, calls (answer, ring
-// timeout, hangup), the end of a grace, undeliverable notices.
+// receive is an envelope the Router delivered: presence, calls (answer,
+// decline, cancel, busy, ring timeout, hangup), moves, the end of a grace,
+// undeliverable notices.
 func TestEverythingCrossesTheRouter(t *testing.T) {
 	rr := &recRouter{Router: testRouter(t)}
 	ts := newServer(t, Config{Router: rr, RingTimeout: 100 * time.Millisecond, ResumeGrace: 100 * time.Millisecond})
 	a := join(t, ts, "a", "r")
 	b := join(t, ts, "b", "r")
 	a.expect("peer-joined")
-	names := map[string]string{a.id: "a", b.id: "b", "": "-", "nobody": "nobody"}
-	eventually(t, "peer-joined delivered", func() bool { rr.mu.Lock(); defer rr.mu.Unlock(); return len(rr.log) == 1 })
+	c := join(t, ts, "c", "r")
+	a.expect("peer-joined")
+	b.expect("peer-joined")
+	names := map[string]string{a.id: "a", b.id: "b", c.id: "c", "": "-", "nobody": "nobody"}
+	callAB := func(call string) {
+		t.Helper()
+		a.send(map[string]any{"type": "call", "to": b.id, "call": call})
+		a.expect("ringing")
+		b.expect("call")
+	}
 	phases := []struct {
 		name string
 		run  func()
 		want []string
 	}{
-		{name: "presence", run: func() {}, want: []string{"client peer-joined ->a"}},
+		{name: "presence", run: func() {}, want: []string{"client peer-joined ->a", "client peer-joined ->a", "client peer-joined ->b"}},
 		{name: "whole call", run: func() {
-			a.send(map[string]any{"type": "call", "to": b.id, "call": "c1"})
-			a.expect("ringing")
-			b.expect("call")
+			callAB("c1")
 			b.send(map[string]any{"type": "accept", "call": "c1"})
 			a.expect("accepted")
 			b.expect("accepted")
 			a.send(map[string]any{"type": "hangup", "call": "c1"})
 			b.expect("hangup")
 		}, want: []string{"control accept b>a", "control hangup hangup a>b", "control invite a>b", "control ringing b>a"}},
+		{name: "decline", run: func() {
+			callAB("c2")
+			b.send(map[string]any{"type": "decline", "call": "c2"})
+			a.expect("declined")
+		}, want: []string{"control decline b>a", "control invite a>b", "control ringing b>a"}},
+		{name: "busy and cancel", run: func() {
+			callAB("c3")
+			c.send(map[string]any{"type": "call", "to": b.id, "call": "c4"})
+			c.expect("busy")
+			a.send(map[string]any{"type": "cancel", "call": "c3"})
+			b.expect("cancelled")
+		}, want: []string{"bounce 4 of 2 b>c", "control cancel a>b", "control invite a>b", "control invite c>b", "control ringing b>a"}},
 		{name: "ring timeout", run: func() {
-			a.send(map[string]any{"type": "call", "to": b.id, "call": "c2"})
-			a.expect("ringing")
-			b.expect("call")
+			callAB("c5")
 			a.expect("timeout")
 			b.expect("timeout")
 		}, want: []string{"control invite a>b", "control ringing b>a", "control timeout a>b"}},
 		{name: "signal and errors", run: func() {
 			a.send(map[string]any{"type": "signal", "to": b.id, "data": 1})
 			b.expect("signal")
+			a.send(map[string]any{"type": "signal", "to": "*", "data": 2})
+			b.expect("signal")
+			c.expect("signal")
 			a.send(map[string]any{"type": "signal", "to": "nobody", "data": 1})
 			a.expectError(codePeerUnavailable)
-			a.send(map[string]any{"type": "call", "to": "nobody", "call": "c3"})
+			a.send(map[string]any{"type": "call", "to": "nobody", "call": "c6"})
 			a.expectError(codePeerUnavailable)
-		}, want: []string{"bounce 2 of 1 nobody>a", "bounce 2 of 2 nobody>a", "client signal a>b"}},
+		}, want: []string{"bounce 2 of 1 nobody>a", "bounce 2 of 2 nobody>a", "client signal a>b", "client signal a>b", "client signal a>c"}},
+		{name: "move", run: func() {
+			c.send(map[string]any{"type": "join", "room": "elsewhere"})
+			c.expect("joined")
+			a.expect("peer-left")
+			b.expect("peer-left")
+		}, want: []string{"client peer-left ->a", "client peer-left ->b"}},
 		{name: "grace end mid-call with unread messages", run: func() {
-			a.send(map[string]any{"type": "call", "to": b.id, "call": "c4"})
-			a.expect("ringing")
-			b.expect("call")
-			b.send(map[string]any{"type": "accept", "call": "c4"})
+			callAB("c7")
+			b.send(map[string]any{"type": "accept", "call": "c7"})
 			a.expect("accepted")
 			b.expect("accepted")
 			b.c.CloseNow()

@@ -430,7 +430,7 @@ func (h *Hub) linkDone(l *link) {
 	}
 	h.mu.Unlock()
 	if ended != nil {
-		ended.end("left", true)
+		ended.end(wire.ReasonLeft, true)
 	}
 	if !l.kicked.Load() {
 		l.c.CloseNow()
