@@ -73,6 +73,54 @@ type app struct {
 	closeErr  error
 
 	summary stopSummary // set by shutdown, read after it returns
+
+	// quiet tracks when the relay last relayed anything, so a stop after the
+	// browsers left does not wait drainIdle again. Owned by watchTraffic
+	// (and shutdown, after stopWatch).
+	quiet     trafficClock
+	stopWatch chan struct{} // closed by close: watchTraffic returns
+}
+
+// trafficClock remembers when a relayed-packet count last changed.
+type trafficClock struct {
+	mu   sync.Mutex // guards the fields below
+	last uint64
+	at   time.Time
+}
+
+// observe records count n seen at now and returns when it last changed.
+func (c *trafficClock) observe(n uint64, now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() || n != c.last {
+		c.last, c.at = n, now
+	}
+	return c.at
+}
+
+// trafficWatchEvery is how often the running server samples the relay's
+// counters for the drain: a fraction of drainIdle, and a Stats call (a few
+// atomic loads and small maps) every 2 s costs nothing.
+const trafficWatchEvery = 2 * time.Second
+
+// relayedPackets is the relay's relayed-packet count, both directions.
+func (a *app) relayedPackets() uint64 {
+	st := a.relay.Stats()
+	return st.PacketsToPeer + st.PacketsFromPeer
+}
+
+// watchTraffic samples the relay's counters until close.
+func (a *app) watchTraffic() {
+	t := time.NewTicker(trafficWatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stopWatch:
+			return
+		case now := <-t.C:
+			a.quiet.observe(a.relayedPackets(), now)
+		}
+	}
 }
 
 // startedState is what the ICE provider and the metrics collector read.
@@ -91,10 +139,11 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a := &app{
-		cfg:    cfg,
-		log:    log,
-		reg:    prometheus.NewRegistry(),
-		failed: make(chan error, 3),
+		cfg:       cfg,
+		log:       log,
+		reg:       prometheus.NewRegistry(),
+		failed:    make(chan error, 3),
+		stopWatch: make(chan struct{}),
 	}
 	certs, err := newCertSource(&a.cfg, log)
 	if err != nil {
@@ -206,6 +255,8 @@ func (a *app) start(ctx context.Context) error {
 		ep.TLSPorts = append(ep.TLSPorts, portOf(t))
 	}
 	a.started.Store(&startedState{relay: rs, endpoints: ep})
+	a.quiet.observe(a.relayedPackets(), time.Now())
+	a.serving.Go(a.watchTraffic)
 
 	if err := a.listenHTTP(); err != nil {
 		return err
@@ -516,11 +567,10 @@ func (a *app) shutdown(ctx context.Context) error {
 				"timeout", a.cfg.DrainTimeout, "idle_after", drainIdle)
 		}
 		dctx, cancel := context.WithDeadline(ctx, drainUntil)
-		traffic := func() uint64 {
-			st := a.relay.Stats()
-			return st.PacketsToPeer + st.PacketsFromPeer
-		}
-		sum.End = drainRelay(dctx, a.relay.Allocations, traffic, drainIdle, drainPoll)
+		// Quiet since the watcher last saw the count move: browsers that left
+		// a minute ago do not hold the stop for drainIdle more.
+		quietSince := a.quiet.observe(a.relayedPackets(), time.Now())
+		sum.End = drainRelay(dctx, a.relay.Allocations, a.relayedPackets, quietSince, drainIdle, drainPoll)
 		cancel()
 		// Read before Close, which forgets every allocation.
 		sum.Closed = a.relay.Allocations()
@@ -571,11 +621,15 @@ const (
 )
 
 // drainRelay waits until allocs() is 0, traffic() (a relayed-packet count)
-// stays unchanged for idle, or ctx ends, checking every poll.
-func drainRelay(ctx context.Context, allocs func() int, traffic func() uint64, idle, poll time.Duration) drainEnd {
+// stays unchanged for idle, or ctx ends, checking every poll. quietSince is
+// when the count last moved before the drain (zero: now).
+func drainRelay(ctx context.Context, allocs func() int, traffic func() uint64, quietSince time.Time, idle, poll time.Duration) drainEnd {
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	last, since := traffic(), time.Now()
+	if !quietSince.IsZero() && quietSince.Before(since) {
+		since = quietSince
+	}
 	for {
 		if allocs() == 0 {
 			return drainEndDone
@@ -611,6 +665,7 @@ func (s stopSummary) attrs() []any {
 func (a *app) close() error {
 	a.closeOnce.Do(func() {
 		a.ready.Store(false)
+		close(a.stopWatch)
 		var errs []error
 		for _, s := range []*http.Server{a.httpSrv, a.httpsSrv, a.metricSrv} {
 			if s != nil {

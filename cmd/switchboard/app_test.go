@@ -963,21 +963,24 @@ func TestDrainRelay(t *testing.T) {
 		timeout  time.Duration
 		allocs   func(elapsed time.Duration) int
 		traffic  func(elapsed time.Duration) uint64
+		quietFor time.Duration // no traffic for this long before the drain
 		want     drainEnd
 		wantTook time.Duration // upper bound, in fake time
 	}{
-		{"no allocations", time.Minute, func(time.Duration) int { return 0 }, func(time.Duration) uint64 { return 0 }, drainEndDone, 0},
+		{"no allocations", time.Minute, func(time.Duration) int { return 0 }, func(time.Duration) uint64 { return 0 }, 0, drainEndDone, 0},
 		{"call ends after 3 s", time.Minute, func(e time.Duration) int {
 			if e < 3*time.Second {
 				return 2
 			}
 			return 0
-		}, func(e time.Duration) uint64 { return uint64(e / time.Millisecond) }, drainEndDone, 3*time.Second + poll},
-		{"browsers gone: no traffic", 25 * time.Second, func(time.Duration) int { return 4 }, func(time.Duration) uint64 { return 100 }, drainEndIdle, idle + poll},
+		}, func(e time.Duration) uint64 { return uint64(e / time.Millisecond) }, 0, drainEndDone, 3*time.Second + poll},
+		{"browsers gone: no traffic", 25 * time.Second, func(time.Duration) int { return 4 }, func(time.Duration) uint64 { return 100 }, 0, drainEndIdle, idle + poll},
+		{"browsers left a minute before the stop", 25 * time.Second, func(time.Duration) int { return 4 }, func(time.Duration) uint64 { return 100 }, time.Minute, drainEndIdle, 0},
+		{"browsers left 4 s before the stop", 25 * time.Second, func(time.Duration) int { return 4 }, func(time.Duration) uint64 { return 100 }, 4 * time.Second, drainEndIdle, idle - 4*time.Second + poll},
 		{"traffic stops after 5 s", 25 * time.Second, func(time.Duration) int { return 1 }, func(e time.Duration) uint64 {
 			return uint64(min(e, 5*time.Second) / time.Millisecond)
-		}, drainEndIdle, 5*time.Second + idle + poll},
-		{"live call until the timeout", 25 * time.Second, func(time.Duration) int { return 1 }, func(e time.Duration) uint64 { return uint64(e / time.Millisecond) }, drainEndTimeout, 25 * time.Second},
+		}, 0, drainEndIdle, 5*time.Second + idle + poll},
+		{"live call until the timeout", 25 * time.Second, func(time.Duration) int { return 1 }, func(e time.Duration) uint64 { return uint64(e / time.Millisecond) }, 0, drainEndTimeout, 25 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -986,7 +989,7 @@ func TestDrainRelay(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), tt.timeout)
 				defer cancel()
 				el := func() time.Duration { return time.Since(start) }
-				got := drainRelay(ctx, func() int { return tt.allocs(el()) }, func() uint64 { return tt.traffic(el()) }, idle, poll)
+				got := drainRelay(ctx, func() int { return tt.allocs(el()) }, func() uint64 { return tt.traffic(el()) }, start.Add(-tt.quietFor), idle, poll)
 				if got != tt.want {
 					t.Errorf("drainRelay = %d, want %d", got, tt.want)
 				}
