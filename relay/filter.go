@@ -54,7 +54,7 @@ func newFilterConn(s *Server, inner net.PacketConn, tcp *tcpConn) (*filterConn, 
 	c := &filterConn{PacketConn: inner, s: s, tcp: tcp, local: inner.LocalAddr()}
 	c.localAP = addrPortOf(inner.LocalAddr())
 	if u, ok := inner.(*net.UDPConn); ok {
-		sock, err := newUDPSocket(u, listenerBatch, frameBuf)
+		sock, err := newUDPSocket(u, listenerBatch, maxFrame)
 		if err != nil {
 			return nil, err
 		}
@@ -117,11 +117,21 @@ func (c *filterConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		var addr net.Addr
 		var err error
 		if c.sock != nil {
-			// A ChannelData datagram gets a reused address: pion/turn v5.1.1 only looks its
-			// allocation up with it (handleChannelData) before reading the next datagram.
-			// STUN requests get a fresh one: pion keeps it in the allocations it creates.
-			c.fan.setReadBuf(p)
-			n, addr, err = c.sock.readFrom(p, isChannelData)
+			// ChannelData is relayed here and never reaches pion (datapath.go). STUN gets a
+			// fresh address: pion keeps it in the allocations it creates.
+			var b []byte
+			var src netip.AddrPort
+			b, src, err = c.sock.readView()
+			if err == nil {
+				if len(b) > 0 && isChannelData(b[0]) {
+					c.serveChannelData(b, src)
+					continue
+				}
+				if len(b) > len(p) {
+					continue
+				}
+				n, addr = copy(p, b), newUDPAddr(src)
+			}
 		} else {
 			n, addr, err = c.PacketConn.ReadFrom(p)
 		}

@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -23,10 +25,13 @@ import (
 // The callbacks run on pion's goroutines, some under pion's allocation locks; the table
 // takes only its own mutex, and the Offloader's methods do not block on the network.
 type flowTable struct {
-	off  Offloader // nil: user space only, every method returns at once
+	off  Offloader // nil: user space only
 	self func(netip.Addr) bool
 	// local maps an advertised relay address to the locally bound one.
 	local func(netip.AddrPort) netip.AddrPort
+	// relayOf finds the relay socket of an advertised relay address (nil: none), whose
+	// chanTable the table keeps current for the user-space data path (datapath.go).
+	relayOf func(net.Addr) *relayConn
 
 	mu     sync.Mutex
 	allocs map[allocKey]*flowAlloc // guarded by mu
@@ -39,12 +44,21 @@ type flowTable struct {
 // flowAlloc is one allocation's channels and permissions, as pion reported them.
 type flowAlloc struct {
 	client, server, relay netip.AddrPort
+	rc                    *relayConn // nil when relayOf found none (tests)
 	perms                 map[netip.Addr]struct{}
 	chans                 map[uint16]netip.AddrPort
 }
 
-func newFlowTable(off Offloader, self func(netip.Addr) bool, local func(netip.AddrPort) netip.AddrPort) *flowTable {
-	return &flowTable{off: off, self: self, local: local, allocs: map[allocKey]*flowAlloc{}, live: map[Flow]FlowCounts{}}
+func newFlowTable(off Offloader, self func(netip.Addr) bool, local func(netip.AddrPort) netip.AddrPort,
+	relayOf func(net.Addr) *relayConn) *flowTable {
+	return &flowTable{off: off, self: self, local: local, relayOf: relayOf, allocs: map[allocKey]*flowAlloc{}, live: map[Flow]FlowCounts{}}
+}
+
+// publishLocked hands the data path a fresh copy of a's channels.
+func (t *flowTable) publishLocked(a *flowAlloc) {
+	if a.rc != nil {
+		a.rc.chans.Store(newChanTable(a))
+	}
 }
 
 // allocLocked returns the allocation's entry, creating it for a UDP client; nil for TCP.
@@ -56,7 +70,7 @@ func (t *flowTable) allocLocked(src, dst, relayAddr net.Addr) (*flowAlloc, alloc
 	a := t.allocs[k]
 	if a == nil && relayAddr != nil {
 		a = &flowAlloc{
-			client: k.src, server: k.dst, relay: t.local(addrPortOf(relayAddr)),
+			client: k.src, server: k.dst, relay: t.local(addrPortOf(relayAddr)), rc: t.relayOf(relayAddr),
 			perms: map[netip.Addr]struct{}{}, chans: map[uint16]netip.AddrPort{},
 		}
 		t.allocs[k] = a
@@ -70,7 +84,7 @@ func (t *flowTable) flow(a *flowAlloc, ch uint16, peer netip.AddrPort) Flow {
 
 // addLocked starts f in the fast path; a refusal leaves it in user space.
 func (t *flowTable) addLocked(f Flow) {
-	if _, ok := t.live[f]; ok || t.closed || t.self(f.Peer.Addr()) {
+	if _, ok := t.live[f]; ok || t.off == nil || t.closed || t.self(f.Peer.Addr()) {
 		return
 	}
 	if t.off.Add(f) == nil {
@@ -80,6 +94,9 @@ func (t *flowTable) addLocked(f Flow) {
 
 // removeLocked stops f and folds what it forwarded since the last fold into st.
 func (t *flowTable) removeLocked(f Flow, st *counters) {
+	if t.off == nil {
+		return
+	}
 	folded, ok := t.live[f]
 	if !ok {
 		return
@@ -103,9 +120,6 @@ func foldCounts(st *counters, now, before FlowCounts) {
 }
 
 func (t *flowTable) channelCreated(src, dst, relayAddr, peer net.Addr, ch uint16) {
-	if t.off == nil {
-		return
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a, _ := t.allocLocked(src, dst, relayAddr)
@@ -114,15 +128,13 @@ func (t *flowTable) channelCreated(src, dst, relayAddr, peer net.Addr, ch uint16
 	}
 	p := addrPortOf(peer)
 	a.chans[ch] = p
+	t.publishLocked(a)
 	if _, ok := a.perms[p.Addr()]; ok {
 		t.addLocked(t.flow(a, ch, p))
 	}
 }
 
 func (t *flowTable) channelDeleted(src, dst net.Addr, peer net.Addr, ch uint16, st *counters) {
-	if t.off == nil {
-		return
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a, _ := t.allocLocked(src, dst, nil)
@@ -134,12 +146,13 @@ func (t *flowTable) channelDeleted(src, dst net.Addr, peer net.Addr, ch uint16, 
 		return
 	}
 	delete(a.chans, ch)
+	t.publishLocked(a)
 	t.removeLocked(t.flow(a, ch, p), st)
 }
 
 func (t *flowTable) permissionCreated(src, dst, relayAddr net.Addr, peer net.IP) {
 	ip, ok := netip.AddrFromSlice(peer)
-	if t.off == nil || !ok {
+	if !ok {
 		return
 	}
 	ip = ip.Unmap()
@@ -150,7 +163,9 @@ func (t *flowTable) permissionCreated(src, dst, relayAddr net.Addr, peer net.IP)
 		return
 	}
 	a.perms[ip] = struct{}{}
-	for ch, p := range a.chans {
+	t.publishLocked(a)
+	for _, ch := range slices.Sorted(maps.Keys(a.chans)) { // in order: calls are reproducible
+		p := a.chans[ch]
 		if p.Addr() == ip {
 			t.addLocked(t.flow(a, ch, p))
 		}
@@ -159,7 +174,7 @@ func (t *flowTable) permissionCreated(src, dst, relayAddr net.Addr, peer net.IP)
 
 func (t *flowTable) permissionDeleted(src, dst net.Addr, peer net.IP, st *counters) {
 	ip, ok := netip.AddrFromSlice(peer)
-	if t.off == nil || !ok {
+	if !ok {
 		return
 	}
 	ip = ip.Unmap()
@@ -170,7 +185,9 @@ func (t *flowTable) permissionDeleted(src, dst net.Addr, peer net.IP, st *counte
 		return
 	}
 	delete(a.perms, ip)
-	for ch, p := range a.chans {
+	t.publishLocked(a)
+	for _, ch := range slices.Sorted(maps.Keys(a.chans)) { // in order: calls are reproducible
+		p := a.chans[ch]
 		if p.Addr() == ip {
 			t.removeLocked(t.flow(a, ch, p), st)
 		}
@@ -180,17 +197,18 @@ func (t *flowTable) permissionDeleted(src, dst net.Addr, peer net.IP, st *counte
 // allocationDeleted forgets the allocation; its flows are normally gone already (pion
 // deletes channels and permissions first), this removes any that are not.
 func (t *flowTable) allocationDeleted(src, dst net.Addr, st *counters) {
-	if t.off == nil {
-		return
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a, k := t.allocLocked(src, dst, nil)
 	if a == nil {
 		return
 	}
-	for ch, p := range a.chans {
+	for _, ch := range slices.Sorted(maps.Keys(a.chans)) { // in order: calls are reproducible
+		p := a.chans[ch]
 		t.removeLocked(t.flow(a, ch, p), st)
+	}
+	if a.rc != nil {
+		a.rc.chans.Store(nil)
 	}
 	delete(t.allocs, k)
 }
@@ -214,9 +232,6 @@ func (t *flowTable) fold(st *counters) {
 // close removes every flow (folding its counts), then closes the Offloader; later events
 // find nothing to do.
 func (t *flowTable) close(st *counters) error {
-	if t.off == nil {
-		return nil
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -227,5 +242,8 @@ func (t *flowTable) close(st *counters) error {
 		t.removeLocked(f, st)
 	}
 	clear(t.allocs)
+	if t.off == nil {
+		return nil
+	}
 	return t.off.Close()
 }

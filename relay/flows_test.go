@@ -141,7 +141,7 @@ func TestFlowTable(t *testing.T) {
 			local := func(ap netip.AddrPort) netip.AddrPort {
 				return netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), ap.Port())
 			}
-			ft := newFlowTable(off, isSelf, local)
+			ft := newFlowTable(off, isSelf, local, func(net.Addr) *relayConn { return nil })
 			var st counters
 			for _, e := range tt.events {
 				e(ft, &st)
@@ -158,7 +158,7 @@ func TestFlowFields(t *testing.T) {
 	off := newFakeOffloader()
 	ft := newFlowTable(off, func(netip.Addr) bool { return false }, func(ap netip.AddrPort) netip.AddrPort {
 		return netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), ap.Port())
-	})
+	}, func(net.Addr) *relayConn { return nil })
 	client := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[::ffff:198.51.100.7]:5000"))
 	listener := newUDPAddr(netip.MustParseAddrPort("127.0.0.1:3478")) // 16-byte IP, as the filter's
 	relay := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("203.0.113.1:40000"))

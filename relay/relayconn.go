@@ -110,7 +110,7 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 		}
 	}
 	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
-	sock, err := newUDPSocket(conn, relayBatch, frameBuf)
+	sock, err := newUDPSocket(conn, relayBatch, maxFrame)
 	if err != nil {
 		_ = conn.Close()
 		return nil, nil, fmt.Errorf("relay: relay socket: %w", err)
@@ -170,6 +170,9 @@ type relayConn struct {
 	// out defers the read loop's ChannelData to the client (see sendbatch.go); set once
 	// the allocation is known (Server.onAllocationCreated), for clients on UDP.
 	out atomic.Pointer[outBatch]
+	// chans are the allocation's channels for the data path (datapath.go), replaced whole
+	// by the flow table on every change.
+	chans atomic.Pointer[chanTable]
 	// Datagrams and bytes read since the last flush, published to the shared counters
 	// once per batch rather than per datagram. Owned by the read goroutine.
 	nFrom, bytesFrom uint64
@@ -181,30 +184,52 @@ const (
 	readDone                // readers.Done called
 )
 
+// ReadFrom is pion's read loop for the allocation. Datagrams from a peer on a channel are
+// relayed here, as ChannelData in the allocation's send batch, and never reach pion; pion
+// gets the others (Data indications, or drops), in an address the socket reuses
+// (peerAddrReusable).
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if !c.reading {
 		c.reading = true
 		c.readState.CompareAndSwap(readIdle, readActive)
 	}
-	n, addr, err := c.sock.readFrom(p, peerAddrReusable)
-	if err != nil {
-		// pion's loop ends on any error: it deletes the allocation and returns.
-		if c.readState.CompareAndSwap(readActive, readDone) {
-			c.r.readers.Done()
+	for {
+		b, from, err := c.sock.readView()
+		if err != nil {
+			// pion's loop ends on any error: it deletes the allocation and returns.
+			if c.readState.CompareAndSwap(readActive, readDone) {
+				c.r.readers.Done()
+			}
+			return 0, nil, err
 		}
-		return n, nil, err
-	}
-	c.nFrom++
-	c.bytesFrom += uint64(n)
-	// A datagram from one of our own relay sockets arrived over loopback (hairpin): present
-	// it as coming from the public address, which is what the receiving allocation's
-	// permission names. The address is the socket's (peerAddrReusable): ours to change.
-	if ua, ok := addr.(*net.UDPAddr); ok {
-		if src := c.r.lookup(c.fam, ua.Port); src != nil && src != c && c.fromHairpin(ua.IP) {
-			ua.IP = c.fam.pubIP
+		c.nFrom++
+		c.bytesFrom += uint64(len(b))
+		// A datagram from one of our own relay sockets arrived over loopback (hairpin):
+		// present it as coming from the public address, which is what the receiving
+		// allocation's permission names.
+		if from.Addr() == c.fam.hairpinDst {
+			if src := c.r.lookup(c.fam, int(from.Port())); src != nil && src != c {
+				from = netip.AddrPortFrom(c.fam.public, from.Port())
+			}
 		}
+		t := c.chans.Load()
+		if t != nil {
+			if e, ok := t.byPeer[from]; ok {
+				if !e.live {
+					continue // the permission ended: nothing is relayed (RFC 8656 §9)
+				}
+				if out := c.out.Load(); out != nil {
+					out.addChannelData(e.ch, b)
+					continue
+				}
+			}
+		}
+		if len(b) > len(p) { // pion's buffer is 1,600 bytes
+			c.dataIndication(t, b, from)
+			continue
+		}
+		return copy(p, b), c.sock.reusedAddr(from), nil
 	}
-	return n, addr, nil
 }
 
 // flush runs on the read goroutine before each recvmmsg: it publishes the batch's counts
@@ -227,6 +252,7 @@ func (c *relayConn) fromHairpin(ip net.IP) bool {
 	return ok && a.Unmap() == c.fam.hairpinDst
 }
 
+// WriteTo is pion relaying a Send indication, or ChannelData from a TCP/TLS client.
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
@@ -243,12 +269,6 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 			return len(p), nil
 		}
 		dst = netip.AddrPortFrom(c.fam.hairpinDst, to.port)
-	}
-	for _, l := range c.r.s.udp {
-		if l.fan.owns(p) {
-			l.fan.add(c, dst, p) // sent when the listener's loop reads again
-			return len(p), nil
-		}
 	}
 	n, err := c.sock.writeTo(p, dst)
 	if err == nil {
@@ -270,6 +290,7 @@ func (c *relayConn) Close() error {
 		c.fam.ports[c.port-c.r.min].CompareAndSwap(c, nil)
 		if b := c.out.Load(); b != nil {
 			c.r.s.clients.CompareAndDelete(b.key, c)
+			c.r.s.byClient.remove(b.dst, c)
 		}
 		c.r.live.Done()
 		if c.readState.CompareAndSwap(readIdle, readDone) {

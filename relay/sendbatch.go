@@ -3,8 +3,6 @@ package relay
 import (
 	"net"
 	"net/netip"
-	"sync/atomic"
-	"unsafe"
 )
 
 // Relayed datagrams are sent in runs, not one by one. Each read loop (pion's loop for a
@@ -17,14 +15,13 @@ import (
 // differently.
 //
 // Only the data path is deferred, and only writes the reading goroutine itself makes:
-//   - client to peer: pion's listener loop decodes a ChannelData or Send datagram and
-//     writes its payload, a slice of the buffer the loop reads into, to the allocation's
-//     relay socket (relayConn.WriteTo). A payload inside a listening socket's read buffer
-//     can only come from that socket's loop: fanBatch, owned by the listener.
-//   - peer to client: an allocation's loop reads a peer datagram and writes it as
-//     ChannelData to its client (pion's packetConnHandler, the only writer that addresses
-//     the client by the address kept in the allocation): outBatch, flushed by that
-//     allocation's loop.
+//   - client to peer: the listener's loop relays a ChannelData datagram's payload to the
+//     allocation's relay socket (filterConn.serveChannelData): fanBatch, owned by the
+//     listener. (Send indications go through pion, which sends a copy at once.)
+//   - peer to client: an allocation's loop reads a peer datagram on a channel and adds it
+//     as ChannelData for its client (relayConn.ReadFrom): outBatch, flushed by that
+//     allocation's loop. A Data indication pion writes for the same client flushes what
+//     waits first (filterConn.WriteTo), keeping the peer's datagrams in order.
 
 // sendRuns sends the datagrams of one destination in order: runs of equal size, each closed
 // by one shorter datagram if one follows (GSO's last segment may be short).
@@ -80,10 +77,6 @@ func (b *outBatch) flush() {
 // fanBatch holds the datagrams a listening socket's loop wrote to relay sockets while
 // handling one read batch. Owned by that loop: no lock.
 type fanBatch struct {
-	// base..end is the buffer pion's loop reads into; written by the loop, read by every
-	// writer to tell the loop's payloads from others'.
-	base, end atomic.Uintptr
-
 	ents    []fanEntry
 	buf     []byte
 	scratch []byte
@@ -95,27 +88,6 @@ type fanEntry struct {
 	dst      netip.AddrPort
 	off, n   int
 	finished bool
-}
-
-// setReadBuf records the buffer the loop is about to read into.
-func (f *fanBatch) setReadBuf(p []byte) {
-	if cap(p) == 0 {
-		return
-	}
-	b := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
-	if f.base.Load() != b {
-		f.end.Store(b + uintptr(cap(p)))
-		f.base.Store(b)
-	}
-}
-
-// owns reports whether p lies in the loop's read buffer, and so was written by the loop.
-func (f *fanBatch) owns(p []byte) bool {
-	if len(p) == 0 {
-		return false
-	}
-	a := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
-	return a >= f.base.Load() && a < f.end.Load()
 }
 
 func (f *fanBatch) add(rc *relayConn, dst netip.AddrPort, p []byte) {

@@ -48,8 +48,8 @@ type udpSocket struct {
 	hdrs   []mmsghdr
 	iovs   []unix.Iovec
 	names  []unix.RawSockaddrInet6 // large enough for sockaddr_in too
-	bufs   [][]byte                // spare buffers for datagrams 1..n-1
-	addrs  []udpAddrBox            // per-slot addresses, for reuseAddr
+	bufs   [][]byte                // one buffer per datagram of a batch
+	addr   udpAddrBox              // the address reusedAddr hands out
 	n      int                     // datagrams in the current batch
 	next   int                     // next one to hand out
 	errno  syscall.Errno           // result of the last recvmmsg
@@ -88,13 +88,11 @@ func newUDPSocket(c *net.UDPConn, size, bufLen int) (*udpSocket, error) {
 	s.iovs = make([]unix.Iovec, size)
 	s.names = make([]unix.RawSockaddrInet6, size)
 	s.bufs = make([][]byte, size)
-	s.addrs = make([]udpAddrBox, size)
+	all := make([]byte, size*bufLen)
 	for i := range size {
-		if i > 0 {
-			s.bufs[i] = make([]byte, bufLen)
-			s.iovs[i].Base = &s.bufs[i][0]
-			s.iovs[i].SetLen(bufLen)
-		}
+		s.bufs[i] = all[i*bufLen : (i+1)*bufLen : (i+1)*bufLen]
+		s.iovs[i].Base = &s.bufs[i][0]
+		s.iovs[i].SetLen(bufLen)
 		s.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 		s.hdrs[i].hdr.Iov = &s.iovs[i]
 		s.hdrs[i].hdr.SetIovlen(1)
@@ -122,54 +120,66 @@ func (s *udpSocket) recv(fd uintptr) bool {
 	return true
 }
 
-// readFrom returns the next datagram in p. Truncated datagrams
-// (larger than the buffers) are skipped: pion drops anything that fills its buffer anyway.
-//
-// With reuseAddr the returned address belongs to the socket and is overwritten by a later
-// readFrom: only for callers that do not keep it past their next read.
-func (s *udpSocket) readFrom(p []byte, reuseAddr func(first byte) bool) (int, net.Addr, error) {
-	if len(p) == 0 {
-		return 0, nil, io.ErrShortBuffer
-	}
+// readView returns the next datagram as a view into the socket's own buffer, valid until
+// the next readView or readFrom. Truncated datagrams (larger than the buffers) are skipped.
+func (s *udpSocket) readView() ([]byte, netip.AddrPort, error) {
 	for {
 		for s.next < s.n {
 			i := s.next
 			s.next++
 			h := &s.hdrs[i]
-			m := int(h.n)
-			if h.hdr.Flags&unix.MSG_TRUNC != 0 || m > len(p) {
+			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 				continue
-			}
-			if i > 0 {
-				copy(p, s.bufs[i][:m])
 			}
 			ap, ok := s.sockaddr(i)
 			if !ok {
 				continue
 			}
-			if m > 0 && reuseAddr != nil && reuseAddr(p[0]) {
-				b := &s.addrs[i]
-				b.ip = ap.Addr().As16()
-				b.addr = net.UDPAddr{IP: b.ip[:], Port: int(ap.Port())}
-				return m, &b.addr, nil
-			}
-			return m, newUDPAddr(ap), nil
+			return s.bufs[i][:h.n], ap, nil
 		}
 		s.n, s.next = 0, 0
 		if s.flush != nil {
 			s.flush()
 		}
-		s.iovs[0].Base = &p[0]
-		s.iovs[0].SetLen(len(p))
 		err := s.rc.Read(s.recvFn)
-		s.iovs[0].Base = nil
 		if err == nil && s.errno != 0 {
 			s.n, err = 0, os.NewSyscallError("recvmmsg", s.errno)
 		}
 		if err != nil {
-			return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: s.conn.LocalAddr(), Err: err}
+			return nil, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: s.conn.LocalAddr(), Err: err}
 		}
 	}
+}
+
+// readFrom returns the next datagram that fits in p, copied there. With reuseAddr the
+// returned address belongs to the socket and is overwritten by a later read: only for
+// callers that do not keep it past their next read.
+func (s *udpSocket) readFrom(p []byte, reuseAddr func(first byte) bool) (int, net.Addr, error) {
+	if len(p) == 0 {
+		return 0, nil, io.ErrShortBuffer
+	}
+	for {
+		b, ap, err := s.readView()
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(b) > len(p) {
+			continue
+		}
+		n := copy(p, b)
+		if n > 0 && reuseAddr != nil && reuseAddr(p[0]) {
+			return n, s.reusedAddr(ap), nil
+		}
+		return n, newUDPAddr(ap), nil
+	}
+}
+
+// reusedAddr returns ap in the socket's own address box, overwritten by the next call.
+func (s *udpSocket) reusedAddr(ap netip.AddrPort) *net.UDPAddr {
+	b := &s.addr
+	b.ip = ap.Addr().As16()
+	b.addr = net.UDPAddr{IP: b.ip[:], Port: int(ap.Port())}
+	return &b.addr
 }
 
 // sockaddr decodes datagram i's source address. The kernel reports how much of the name

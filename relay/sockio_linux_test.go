@@ -19,7 +19,7 @@ func TestUDPSocketSockaddr(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock, err := newUDPSocket(pc.(*net.UDPConn), 2, frameBuf)
+	sock, err := newUDPSocket(pc.(*net.UDPConn), 2, maxFrame)
 	if err != nil {
 		t.Fatal(err)
 	}

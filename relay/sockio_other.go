@@ -11,12 +11,35 @@ import (
 // one datagram per system call (see sockio_linux.go for the batched version).
 type udpSocket struct {
 	conn *net.UDPConn
+	buf  []byte     // readView's buffer
+	addr udpAddrBox // the address reusedAddr hands out
 	// flush, when set, runs on the reading goroutine before each read (see sendbatch.go).
 	flush func()
 }
 
-func newUDPSocket(c *net.UDPConn, _, _ int) (*udpSocket, error) {
-	return &udpSocket{conn: c}, nil
+func newUDPSocket(c *net.UDPConn, _, bufLen int) (*udpSocket, error) {
+	return &udpSocket{conn: c, buf: make([]byte, bufLen)}, nil
+}
+
+// readView returns the next datagram as a view into the socket's buffer, valid until the
+// next read.
+func (s *udpSocket) readView() ([]byte, netip.AddrPort, error) {
+	if s.flush != nil {
+		s.flush()
+	}
+	n, ap, err := s.conn.ReadFromUDPAddrPort(s.buf)
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	return s.buf[:n], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// reusedAddr returns ap in the socket's own address box, overwritten by the next call.
+func (s *udpSocket) reusedAddr(ap netip.AddrPort) *net.UDPAddr {
+	b := &s.addr
+	b.ip = ap.Addr().As16()
+	b.addr = net.UDPAddr{IP: b.ip[:], Port: int(ap.Port())}
+	return &b.addr
 }
 
 func (s *udpSocket) readFrom(p []byte, _ func(first byte) bool) (int, net.Addr, error) {

@@ -29,7 +29,7 @@ func TestUDPSocket(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sock, err := newUDPSocket(pc.(*net.UDPConn), 4, frameBuf)
+			sock, err := newUDPSocket(pc.(*net.UDPConn), 4, maxFrame)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -42,13 +42,14 @@ func TestUDPSocket(t *testing.T) {
 			peerAP := addrPortOf(peer.LocalAddr())
 			dst := netip.AddrPortFrom(peerAP.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
 
-			// 11 datagrams: more than two batches of 4; the 6th is too large and is skipped.
+			// 11 datagrams: more than two batches of 4; the 6th is larger than maxFrame and is
+			// skipped.
 			// Odd ones start with a ChannelData byte and so get the reused address.
 			var want [][]byte
 			for i := range 11 {
 				size := 10 + i
 				if i == 5 {
-					size = 3000
+					size = maxFrame + 100
 				}
 				msg := bytes.Repeat([]byte{byte(i)}, size)
 				if i%2 == 1 {
@@ -62,7 +63,7 @@ func TestUDPSocket(t *testing.T) {
 				}
 			}
 			_ = pc.SetReadDeadline(time.Now().Add(2 * time.Second))
-			buf := make([]byte, frameBuf)
+			buf := make([]byte, maxFrame)
 			var reused []net.Addr
 			for i, w := range want {
 				n, from, err := sock.readFrom(buf, isChannelData)

@@ -22,9 +22,6 @@ import (
 // 10 s is gone or hostile, and a stuck write would block pion's loop for that connection.
 const tcpWriteTimeout = 10 * time.Second
 
-// frameBuf is pion's inbound MTU (1600): larger frames are dropped by pion anyway.
-const frameBuf = 1600
-
 // connListener wraps a TCP or TLS listener: it caps concurrent connections, wraps each in
 // a tcpConn, tracks them so Close can end them, and survives temporary accept errors
 // (pion's loop would otherwise stop accepting for good).
@@ -86,7 +83,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 		_ = nc.SetReadDeadline(time.Now().Add(l.s.cfg.TCPAuthTimeout))
 		// Cannot fail: only UDP sockets need setting up.
 		c.filter, _ = newFilterConn(l.s, turn.NewSTUNConn(&deadlineWriter{Conn: nc}), c)
-		c.buf = make([]byte, frameBuf)
+		c.buf = make([]byte, maxFrame)
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
