@@ -103,3 +103,75 @@ func FuzzOpenNonce(f *testing.F) {
 		}
 	})
 }
+
+// FuzzChannelData: the ChannelData parser on the data path never panics, relays exactly
+// the declared payload of a well-formed datagram on the bound channel, and nothing else.
+func FuzzChannelData(f *testing.F) {
+	_, fc, rc, peer := dataPathRig(f)
+	client := netip.MustParseAddrPort("127.0.0.1:9")
+	f.Add([]byte("\x40\x01\x00\x04ping"))
+	f.Add([]byte("\x40\x01\x00\x09x"))
+	f.Add([]byte("\x40\x02\x00\x00"))
+	f.Add([]byte("\x40"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fc.serveChannelData(b, client)
+		defer func() {
+			clear(fc.fan.ents)
+			fc.fan.ents, fc.fan.buf = fc.fan.ents[:0], fc.fan.buf[:0]
+		}()
+		want := len(b) >= 4 && b[0] == 0x40 && b[1] == 0x01 && int(b[2])<<8|int(b[3]) <= len(b)-4
+		if !want {
+			if len(fc.fan.ents) != 0 {
+				t.Fatalf("serveChannelData(%x) relayed %d datagrams, want none", b, len(fc.fan.ents))
+			}
+			return
+		}
+		n := int(b[2])<<8 | int(b[3])
+		if len(fc.fan.ents) != 1 {
+			t.Fatalf("serveChannelData(%x) relayed %d datagrams, want 1", b, len(fc.fan.ents))
+		}
+		e := fc.fan.ents[0]
+		if e.rc != rc || e.dst != peer || string(fc.fan.buf[e.off:e.off+e.n]) != string(b[4:4+n]) {
+			t.Fatalf("serveChannelData(%x) relayed %x to %v, want %x to %v", b, fc.fan.buf[e.off:e.off+e.n], e.dst, b[4:4+n], peer)
+		}
+	})
+}
+
+// FuzzCheckAllocate: the Allocate rules never panic on any decodable request; a request
+// they let through asks for UDP, and every refusal is one of the RFC's codes.
+func FuzzCheckAllocate(f *testing.F) {
+	s, err := New(baseConfig(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, attrs := range [][]stun.Setter{
+		{requestedTransportUDP},
+		{requestedTransportUDP, stun.RawAttribute{Type: stun.AttrRequestedAddressFamily, Value: []byte{2, 0, 0, 0}}},
+		{requestedTransportUDP, stun.RawAttribute{Type: attrAdditionalAddressFamily, Value: []byte{1, 0, 0, 0}}},
+		{requestedTransportUDP, stun.RawAttribute{Type: stun.AttrReservationToken, Value: []byte("abcdefgh")}},
+		{requestedTransportUDP, stun.RawAttribute{Type: stun.AttrLifetime, Value: []byte{0, 0, 0, 0}}},
+		{stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{6, 0, 0, 0}}},
+	} {
+		m := stun.MustBuild(append([]stun.Setter{stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest)}, attrs...)...)
+		f.Add(m.Raw)
+	}
+	allowed := map[stun.ErrorCode]bool{0: true, 400: true, 440: true, 442: true, 508: true}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m := &stun.Message{Raw: append([]byte(nil), raw...)}
+		if m.Decode() != nil {
+			return
+		}
+		v := s.checkAllocate(m, "fuzz", time.Now())
+		if !allowed[v.code] {
+			t.Fatalf("checkAllocate(%v) = %d", m, v.code)
+		}
+		if v.code == 0 {
+			if tr, err := m.Get(stun.AttrRequestedTransport); err != nil || len(tr) != 4 || tr[0] != 17 {
+				t.Fatalf("checkAllocate(%v) passed a request without REQUESTED-TRANSPORT UDP", m)
+			}
+			if v.lifetime != 0 && (v.lifetime < defaultLifetime || v.lifetime > maxLifetime) {
+				t.Fatalf("checkAllocate(%v) rewrote LIFETIME to %d", m, v.lifetime)
+			}
+		}
+	})
+}
