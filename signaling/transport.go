@@ -81,7 +81,7 @@ type link struct {
 	writeSince atomic.Int64
 
 	// guarded by Hub.mu
-	helloBy int64 // Hub.mono
+	helloBy int64 // env.mono
 
 	// owned by the reader goroutine and the handler it waits for (written under
 	// Hub.mu too, read by the ticker)
