@@ -63,6 +63,8 @@ type app struct {
 	httpsLn   net.Listener
 	metricLn  net.Listener
 
+	offloadHow string // set by start: the relay path in use, for the banner (offload.go)
+
 	started atomic.Pointer[startedState] // non-nil once the relay is listening
 	ready   atomic.Bool                  // /readyz: listeners up and not draining
 
@@ -233,8 +235,14 @@ func (a *app) start(ctx context.Context) error {
 		rcfg.TLSListenAddrs = a.cfg.TURNSAddrs.addrs
 		rcfg.TLSConfig = a.certs.turnsConfig()
 	}
+	if rcfg.Offload, a.offloadHow, err = relayOffload(a.cfg.RelayOffload, a.cfg.TURNAddr, attachOffload, a.log); err != nil {
+		return err
+	}
 	rs, err := relay.New(rcfg)
 	if err != nil {
+		if rcfg.Offload != nil {
+			rcfg.Offload.Close() // the relay owns it only once New succeeds
+		}
 		return err // already "relay: ..."
 	}
 	a.relay = rs
@@ -710,6 +718,7 @@ func (a *app) banner(w io.Writer) {
 		fmt.Fprintf(&b, "  turns      tls %s\n", t)
 	}
 	fmt.Fprintf(&b, "  relay      udp ports %s\n", a.cfg.RelayPorts)
+	fmt.Fprintf(&b, "  relay path %s\n", a.offloadHow)
 	fmt.Fprintf(&b, "  public ip  %s (%s)\n", st.endpoints.Host, a.publicHow)
 	switch {
 	case a.metricLn != nil:

@@ -55,6 +55,7 @@ type Config struct {
 	PublicIPv6       netip.Addr    `env:"PUBLIC_IPV6" help:"IPv6 address advertised for IPv6 relays. Empty: IPv6 relays only where the host has IPv6."`
 	PublicIPSTUN     strList       `env:"PUBLIC_IP_STUN" help:"STUN servers (host:port, comma-separated) asked for the public IPv4 when PUBLIC_IP is unset. Empty: use the primary interface's address."`
 	RelayPorts       portRange     `env:"RELAY_PORTS" envDefault:"49152-65535" help:"UDP port range of relayed sockets (MIN-MAX); forward exactly this range on the router."`
+	RelayOffload     offloadMode   `env:"RELAY_OFFLOAD" envDefault:"auto" help:"Kernel fast path (eBPF, Linux) for relayed UDP: auto uses it when it loads and logs why not otherwise; off never; require refuses to start without it. Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root."`
 	PeerAllow        prefixList    `env:"PEER_ALLOW" help:"CIDRs (or IPs) relaying is allowed to although the built-in deny list covers them, comma-separated (e.g. 192.168.1.0/24 for a LAN)."`
 	PeerDeny         prefixList    `env:"PEER_DENY" help:"Extra CIDRs (or IPs) relaying is refused to, comma-separated. Checked before PEER_ALLOW."`
 	CredentialTTL    time.Duration `env:"CREDENTIAL_TTL" envDefault:"12h" help:"Lifetime of TURN credentials handed to sessions and by \"switchboard credentials\"; sessions get fresh ones before expiry."`
