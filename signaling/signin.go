@@ -349,7 +349,7 @@ func (s *SignIn) post(w http.ResponseWriter, r *http.Request) {
 	if req.Invite != "" {
 		s.signInInvite(r.Context(), w, ip, req.Invite, now)
 	} else {
-		s.signInPasscode(w, ip, req, now)
+		s.signInPasscode(r.Context(), w, ip, req, now)
 	}
 }
 
@@ -402,12 +402,16 @@ func (s *SignIn) signInInvite(ctx context.Context, w http.ResponseWriter, ip net
 	s.grant(w, "invite", c.ID, c.Room, c.Name, now)
 }
 
-func (s *SignIn) signInPasscode(w http.ResponseWriter, ip netip.Addr, req signInRequest, now time.Time) {
+func (s *SignIn) signInPasscode(ctx context.Context, w http.ResponseWriter, ip netip.Addr, req signInRequest, now time.Time) {
 	if !s.passcodeOn() {
 		s.refuse(w, http.StatusNotFound, refuseDisabled, "this server has no passcode sign-in: ask for an invite link")
 		return
 	}
-	if !s.passcodeMatches(req.Passcode) {
+	ok, err := s.passcodeMatches(ctx, req.Passcode)
+	if err != nil {
+		return // the client went away while waiting for a bcrypt slot
+	}
+	if !ok {
 		s.fail.fail(ip, now)
 		// The passcode itself is never logged, not even a wrong one: it is
 		// often the right one with a typo.
@@ -420,14 +424,18 @@ func (s *SignIn) signInPasscode(w http.ResponseWriter, ip netip.Addr, req signIn
 
 // passcodeMatches compares in constant time: plain passcodes by their SHA-256
 // (so the length does not leak either), hashes with bcrypt.
-func (s *SignIn) passcodeMatches(p string) bool {
+func (s *SignIn) passcodeMatches(ctx context.Context, p string) (bool, error) {
 	if len(s.cfg.PasscodeHash) > 0 {
-		s.hashing <- struct{}{}
+		select {
+		case s.hashing <- struct{}{}:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 		defer func() { <-s.hashing }()
-		return bcrypt.CompareHashAndPassword(s.cfg.PasscodeHash, []byte(p)) == nil
+		return bcrypt.CompareHashAndPassword(s.cfg.PasscodeHash, []byte(p)) == nil, nil
 	}
 	a, b := sha256.Sum256([]byte(p)), sha256.Sum256(s.cfg.Passcode)
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1, nil
 }
 
 // grant mints the session token: a fresh subject, the link's room, renewable.
