@@ -23,7 +23,7 @@ var signInSecret = []byte("0123456789abcdef0123456789abcdef")
 // signInAt is a fake clock shared by a test's requests.
 type signInAt struct{ t atomic.Int64 }
 
-func (c *signInAt) now() time.Time       { return time.Unix(0, c.t.Load()) }
+func (c *signInAt) now() time.Time      { return time.Unix(0, c.t.Load()) }
 func (c *signInAt) add(d time.Duration) { c.t.Add(int64(d)) }
 
 func newTestSignIn(tb testing.TB, cfg SignInConfig) (*SignIn, *signInAt) {
