@@ -672,6 +672,8 @@ func TestBrowserCallEnds(t *testing.T) {
 		ada.wait("Bob's Call button", fmt.Sprintf(`document.querySelector(%q) && !document.querySelector(%q).disabled`, sel, sel), 10*time.Second)
 		start := time.Now()
 		ada.callPeer(bobID)
+		// The call is placed once the camera is on (placeCall awaits it).
+		ada.wait("the call to be placed", `switchboardApp.current`, 10*time.Second)
 		ada.eval(`(() => { window.endReasons = [];
 			switchboardApp.current.addEventListener("ended", (e) => endReasons.push(e.detail.reason));
 			return true })()`, nil)
