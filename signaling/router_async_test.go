@@ -3,7 +3,6 @@ package signaling
 import (
 	"flag"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 )
@@ -43,8 +42,8 @@ func testRouter(t testing.TB) Router {
 }
 
 // asyncRouter is the local router with every delivery, bounces included, made
-// on another goroutine, as over a network: Send and Broadcast copy the envelope
-// and return at once; one goroutine delivers in order (so envelopes from one
+// on another goroutine, as over a network: Send and Broadcast encode and decode
+// the envelope (Envelope.MarshalBinary) and return at once; one goroutine delivers in order (so envelopes from one
 // sender to one receiver keep their order, as NATS keeps a publisher's).
 // Membership stays synchronous.
 type asyncRouter struct {
@@ -71,11 +70,19 @@ func newAsyncRouter() *asyncRouter {
 func (a *asyncRouter) Send(e Envelope)      { a.post(hop{e: clone(e)}) }
 func (a *asyncRouter) Broadcast(e Envelope) { a.post(hop{e: clone(e), broadcast: true}) }
 
-// clone copies what the sender may reuse once Send returns.
+// clone copies what the sender may reuse once Send returns, through the
+// binary encoding: everything a session sends another must survive the trip
+// over a network.
 func clone(e Envelope) Envelope {
-	e.Body = slices.Clone(e.Body)
-	e.Ref = slices.Clone(e.Ref)
-	return e
+	b, err := e.MarshalBinary()
+	if err != nil {
+		panic(err)
+	}
+	var out Envelope
+	if err := out.UnmarshalBinary(b); err != nil {
+		panic(err)
+	}
+	return out
 }
 
 func (a *asyncRouter) post(h hop) {
