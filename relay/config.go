@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"time"
 )
 
@@ -70,6 +71,13 @@ type Config struct {
 	// ones, open to relay ports only) stay refused: both reach the host itself. IPv4-mapped
 	// prefixes (::ffff:10.0.0.0/104) count as the IPv4 prefix they carry. Default: none.
 	PeerAllow, PeerDeny []netip.Prefix
+
+	// OtherAddr enables RFC 5780 NAT behaviour discovery: a second address whose IP and port
+	// both differ from ListenAddr's (which must name a specific IP of the same family). The
+	// server then also answers Binding requests on OtherAddr and on the two mixed
+	// combinations, with OTHER-ADDRESS, RESPONSE-ORIGIN and CHANGE-REQUEST. Default: none
+	// (CHANGE-REQUEST gets 420).
+	OtherAddr netip.AddrPort
 
 	// Realm is the long-term credential realm. Default "switchboard".
 	Realm string
@@ -164,6 +172,20 @@ func (cfg Config) withDefaults() (Config, error) {
 		if s == "" {
 			return cfg, fmt.Errorf("relay: Secrets[%d] is empty", i)
 		}
+	}
+	if cfg.OtherAddr.IsValid() {
+		host, port, _ := net.SplitHostPort(cfg.ListenAddr)
+		ip, err := netip.ParseAddr(host)
+		other := netip.AddrPortFrom(cfg.OtherAddr.Addr().Unmap(), cfg.OtherAddr.Port())
+		switch {
+		case err != nil || ip.IsUnspecified():
+			return cfg, errors.New("relay: OtherAddr needs ListenAddr with a specific IP")
+		case ip.Unmap().Is4() != other.Addr().Is4():
+			return cfg, fmt.Errorf("relay: OtherAddr %s is not of ListenAddr's family", other)
+		case ip.Unmap() == other.Addr() || port == strconv.Itoa(int(other.Port())) || other.Port() == 0:
+			return cfg, fmt.Errorf("relay: OtherAddr %s must differ from ListenAddr in both IP and port", other)
+		}
+		cfg.OtherAddr = other
 	}
 	cfg.PeerAllow, cfg.PeerDeny = unmapPrefixes(cfg.PeerAllow), unmapPrefixes(cfg.PeerDeny)
 	if cfg.PublicIPv4.IsValid() && !cfg.PublicIPv4.Unmap().Is4() {

@@ -2,6 +2,9 @@ package relay
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
@@ -108,4 +111,39 @@ func checkUclientLoss(t testing.TB, out string) {
 	if sent != nil && sent[1] != "0" {
 		t.Fatalf("uclient send dropped %s:\n%s", sent[1], out)
 	}
+}
+
+// TestCoturnStunclientRFC5780: turnutils_stunclient -f (RFC 5780 NAT behaviour discovery)
+// gets its answers, with and without a second address; it waits for ever for an answer
+// that does not come.
+func TestCoturnStunclientRFC5780(t *testing.T) {
+	stunclient := coturnTool(t, "turnutils_stunclient")
+	for _, other := range []bool{false, true} {
+		t.Run(fmt.Sprintf("OtherAddr %v", other), func(t *testing.T) {
+			cfg := baseConfig(t)
+			if other {
+				cfg.OtherAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.3"), freeUDPPort(t, "127.0.0.3"))
+			}
+			s := startServer(t, cfg)
+			out := runTool(t, 20*time.Second, stunclient, "-f", "-p", strconv.Itoa(int(addrPortOf(s.UDPAddr()).Port())), "127.0.0.1")
+			want := `error 420`
+			if other {
+				want = `Response origin: : ` + regexp.QuoteMeta(cfg.OtherAddr.String()) + `(?s:.*)Other addr: : ` + regexp.QuoteMeta(cfg.OtherAddr.String())
+			}
+			if !regexp.MustCompile(want).MatchString(out) {
+				t.Fatalf("turnutils_stunclient -f output does not match %q:\n%s", want, out)
+			}
+		})
+	}
+}
+
+// freeUDPPort returns a UDP port free on ip a moment ago.
+func freeUDPPort(t testing.TB, ip string) uint16 {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return addrPortOf(c.LocalAddr()).Port()
 }

@@ -92,6 +92,9 @@ func newUDPAddr(ap netip.AddrPort) *net.UDPAddr {
 	return &b.addr
 }
 
+// sendMain sends a Binding answer from this listener (bindingResponder).
+func (c *filterConn) sendMain(p []byte, dst netip.AddrPort) { _, _ = c.sock.writeTo(p, dst) }
+
 // LocalAddr is the listening address (pion puts it in every 5-tuple).
 func (c *filterConn) LocalAddr() net.Addr { return c.local }
 
@@ -198,6 +201,10 @@ func (c *filterConn) admit(p []byte, n int, addr net.Addr) (int, bool) {
 		// Unauthenticated: Binding, or the first request pion will challenge.
 		if !c.s.limiter.allow(src.Addr()) {
 			c.s.stats.rateLimited.Add(1)
+			return 0, false
+		}
+		if m.Type.Method == stun.MethodBinding && c.sock != nil {
+			c.s.binding.answer(m, src, 0, 0, c.sendMain) // RFC 5780 (binding.go)
 			return 0, false
 		}
 		return n, true

@@ -34,7 +34,8 @@ type Server struct {
 	draining atomic.Bool
 	tcpConns atomic.Int64
 	unauth   unauthSources // TCP/TLS connections not yet authenticated, per source
-	resv     reservations  // RESERVATION-TOKENs, across every listening socket
+	binding  bindingResponder
+	resv     reservations // RESERVATION-TOKENs, across every listening socket
 
 	// Set by Listen, read-only afterwards.
 	turn *turn.Server
@@ -98,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 		users:   map[string]int{},
 	}
 	s.log = slog.New(gatedHandler{inner: cfg.Logger.Handler(), gate: &s.logs})
+	s.binding.s = s
 	s.flows = newFlowTable(cfg.Offload, s.policy.isSelf, s.localRelayAddr, s.relayConnOf)
 	return s, nil
 }
@@ -206,6 +208,12 @@ func (s *Server) Listen(ctx context.Context) error {
 		pcs = append(pcs, turn.PacketConnConfig{
 			PacketConn: fc, RelayAddressGenerator: s.relays, PermissionHandler: s.permit,
 		})
+	}
+	if s.cfg.OtherAddr.IsValid() {
+		if err := s.binding.listen(ctx, addrPortOf(conns[0].LocalAddr()), s.cfg.OtherAddr, s.udp[0].sendMain); err != nil {
+			closeAll()
+			return err
+		}
 	}
 	lcs := make([]turn.ListenerConfig, 0, len(lns))
 	for i, l := range lns {
@@ -529,7 +537,7 @@ func (s *Server) Close() error {
 	offErr := s.flows.close(&s.stats)
 	// pion closes the UDP sockets and listeners; our listeners close their connections;
 	// the allocation managers, as their loops end, close the relay sockets.
-	err := errors.Join(ts.Close(), offErr)
+	err := errors.Join(ts.Close(), offErr, s.binding.close())
 	done := make(chan struct{})
 	go func() {
 		s.loops.Wait()          // listener read loops, accept loops, per-connection loops
