@@ -133,6 +133,22 @@ func TestInviteSignIn(t *testing.T) {
 	if typ, room, code := helloWith(t, base, r.Token); typ != "welcome" || room != "family" {
 		t.Errorf("hello with the session token = %s room %q (%s), want welcome in family", typ, room, code)
 	}
+	// /api/ice-servers takes the sign-in as a bearer token, not the link.
+	for _, c := range []struct {
+		name, tok string
+		want      int
+	}{{"session token", r.Token, 200}, {"invite token", tok, 401}} {
+		req, _ := http.NewRequest("GET", base+"/api/ice-servers", nil)
+		req.Header.Set("Authorization", "Bearer "+c.tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("/api/ice-servers with the %s = %d, want %d", c.name, resp.StatusCode, c.want)
+		}
+	}
 
 	once := inviteToken(t, runInvite(t, cliEnv, "--uses", "1"))
 	if r := signIn(t, base, map[string]string{"invite": once}); r.Status != 200 {
