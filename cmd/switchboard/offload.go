@@ -77,7 +77,30 @@ func relayOffload(mode offloadMode, turnAddr string, attach attachFunc, log *slo
 	if ifs, ok := o.(interface{ Interfaces() []string }); ok {
 		how = "kernel fast path (eBPF on " + strings.Join(ifs.Interfaces(), ", ") + "), user space for the rest"
 	}
+	if st, ok := o.(statser); ok {
+		o = &loggedOffloader{Offloader: o, stats: st, log: log}
+	}
 	return o, how, nil
+}
+
+// statser is the fast path's own counters (offload.Offloader has them).
+type statser interface{ Stats() (offload.Stats, error) }
+
+// loggedOffloader logs, when the relay closes it, what the fast path forwarded and
+// what it left to user space and why: the one place an operator sees whether it
+// carried the traffic.
+type loggedOffloader struct {
+	relay.Offloader
+	stats statser
+	log   *slog.Logger
+}
+
+func (l *loggedOffloader) Close() error {
+	if st, err := l.stats.Stats(); err == nil {
+		l.log.Info("relay fast path stopped", "to_peer", st.ToPeer, "to_client", st.ToClient,
+			"passed_length", st.Length, "passed_route", st.Route, "passed_checksum", st.Checksum, "passed_resize", st.Resize)
+	}
+	return l.Offloader.Close()
 }
 
 // loopbackName is the loopback interface's name ("lo" on Linux).

@@ -92,6 +92,7 @@ type channelDataP2cVal struct {
 const (
 	channelDataMapC2p          = "c2p"
 	channelDataMapP2c          = "p2c"
+	channelDataMapStats        = "stats"
 	channelDataProgChanneldata = "channeldata"
 )
 
@@ -144,8 +145,9 @@ type channelDataProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type channelDataMapSpecs struct {
-	C2p *ebpf.MapSpec `ebpf:"c2p"`
-	P2c *ebpf.MapSpec `ebpf:"p2c"`
+	C2p   *ebpf.MapSpec `ebpf:"c2p"`
+	P2c   *ebpf.MapSpec `ebpf:"p2c"`
+	Stats *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // channelDataVariableSpecs contains global variables before they are loaded into the kernel.
@@ -174,14 +176,16 @@ func (o *channelDataObjects) Close() error {
 //
 // It can be passed to loadChannelDataObjects or ebpf.CollectionSpec.LoadAndAssign.
 type channelDataMaps struct {
-	C2p *ebpf.Map `ebpf:"c2p"`
-	P2c *ebpf.Map `ebpf:"p2c"`
+	C2p   *ebpf.Map `ebpf:"c2p"`
+	P2c   *ebpf.Map `ebpf:"p2c"`
+	Stats *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *channelDataMaps) Close() error {
 	return _ChannelDataClose(
 		m.C2p,
 		m.P2c,
+		m.Stats,
 	)
 }
 

@@ -21,3 +21,14 @@ const defaultMaxFlows = 65536
 
 // ErrUnknownFlow is returned by Remove for a flow that was not added.
 var ErrUnknownFlow = errors.New("offload: unknown flow")
+
+// Stats counts what the program did with packets of flows it holds, since Attach.
+type Stats struct {
+	ToPeer, ToClient uint64 // forwarded
+	// Left to user space: ChannelData whose length does not fit the datagram
+	// (more than 3 bytes of padding, or longer than it); over the egress MTU or
+	// a local destination for a packet from a NIC; a checksum the kernel has yet
+	// to finish on a packet that would leave the host (senders on this host with
+	// checksum offload), or IPv6 ChannelData from a local client; a failed resize.
+	Length, Route, Checksum, Resize uint64
+}

@@ -307,6 +307,26 @@ func (o *Offloader) Counts(f relay.Flow) (relay.FlowCounts, bool) {
 	return c, true
 }
 
+// Stats sums the program's counters over all CPUs.
+func (o *Offloader) Stats() (Stats, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return Stats{}, errors.New("offload: closed")
+	}
+	var v [6]uint64
+	for i := range v {
+		var per []uint64
+		if err := o.objs.Stats.Lookup(uint32(i), &per); err != nil {
+			return Stats{}, fmt.Errorf("offload: stats: %w", err)
+		}
+		for _, c := range per {
+			v[i] += c
+		}
+	}
+	return Stats{ToPeer: v[0], ToClient: v[1], Length: v[2], Route: v[3], Checksum: v[4], Resize: v[5]}, nil
+}
+
 // Close detaches the program from every interface and frees its maps. Packets of the
 // flows it forwarded reach user space again from then on.
 func (o *Offloader) Close() error {

@@ -123,7 +123,14 @@ func newSetup(t *testing.T, fam family, wildcard, txCsumOff bool) *setup {
 // relay address.
 func (s *setup) toPeer(t testing.TB, payload []byte) {
 	t.Helper()
-	send(t, s.client, s.server, channelData(s.flow.Channel, payload))
+	s.toPeerPadded(t, payload, nil)
+}
+
+// toPeerPadded is toPeer with pad appended to the ChannelData message, as a sender
+// that pads to a multiple of 4 does over UDP.
+func (s *setup) toPeerPadded(t testing.TB, payload, pad []byte) {
+	t.Helper()
+	send(t, s.client, s.server, append(channelData(s.flow.Channel, payload), pad...))
 	got, from := recv(t, s.peer)
 	if !bytes.Equal(got, payload) || from != s.relayAt {
 		t.Fatalf("peer got %d bytes from %v, want %d bytes from %v (equal: %v)", len(got), from, len(payload), s.relayAt, bytes.Equal(got, payload))
@@ -174,7 +181,13 @@ func TestForward(t *testing.T) {
 					if i == 0 {
 						p = nil // an empty ChannelData message is valid
 					}
-					s.toPeer(t, p)
+					// Every other message padded to a multiple of 4, with bytes that
+					// are not zero so a checksum slip shows.
+					var pad []byte
+					if i%2 == 1 {
+						pad = payload(r, (4-len(p)%4)%4)
+					}
+					s.toPeerPadded(t, p, pad)
 					want.ToPeerPackets++
 					want.ToPeerBytes += uint64(len(p))
 				}
@@ -229,9 +242,9 @@ func TestFallThrough(t *testing.T) {
 	otherPeer := listen(t, s.tp.peer, join(v4.peer, 0))
 	stunBinding := []byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 	sendInd := []byte{0x00, 0x16, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
-	padded := append(channelData(s.flow.Channel, []byte("abc")), 0)     // 3 bytes + 1 padding
-	short := channelData(s.flow.Channel, []byte("abcdef"))[:8]          // length says 6, 4 present
-	big := channelData(s.flow.Channel, bytes.Repeat([]byte("f"), 3000)) // IP fragments
+	overPadded := append(channelData(s.flow.Channel, []byte("abc")), 0, 0, 0, 0) // 4 bytes after the data
+	short := channelData(s.flow.Channel, []byte("abcdef"))[:8]                   // length says 6, 4 present
+	big := channelData(s.flow.Channel, bytes.Repeat([]byte("f"), 3000))          // IP fragments
 	for _, tt := range []struct {
 		name string
 		from *net.UDPConn
@@ -242,7 +255,7 @@ func TestFallThrough(t *testing.T) {
 		{"stun binding", s.client, s.server, stunBinding, s.listener},
 		{"send indication", s.client, s.server, sendInd, s.listener},
 		{"unbound channel", s.client, s.server, channelData(0x4001, []byte("x")), s.listener},
-		{"padded channeldata", s.client, s.server, padded, s.listener},
+		{"channeldata with 4 bytes after it", s.client, s.server, overPadded, s.listener},
 		{"truncated channeldata", s.client, s.server, short, s.listener},
 		{"fragmented channeldata", s.client, s.server, big, s.listener},
 		{"fragmented peer datagram", s.peer, s.relayAt, big, s.relay},
@@ -310,7 +323,7 @@ func TestLoopback(t *testing.T) {
 			for range 20 {
 				p := payload(r, 1+r.IntN(1400))
 				if tt.toPeer {
-					s.toPeer(t, p)
+					s.toPeerPadded(t, p, make([]byte, (4-len(p)%4)%4)) // pion pads with zeros
 					want.ToPeerPackets++
 				} else {
 					cd := channelData(s.flow.Channel, p)

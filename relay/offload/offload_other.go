@@ -24,6 +24,7 @@ func (*Offloader) Remove(relay.Flow) (relay.FlowCounts, error) {
 	return relay.FlowCounts{}, errNotSupported
 }
 func (*Offloader) Counts(relay.Flow) (relay.FlowCounts, bool) { return relay.FlowCounts{}, false }
+func (*Offloader) Stats() (Stats, error)                      { return Stats{}, errNotSupported }
 func (*Offloader) Close() error                               { return nil }
 
 var errNotSupported = fmt.Errorf("offload: not supported on %s", runtime.GOOS)

@@ -105,6 +105,32 @@ struct {
 	__type(value, struct p2c_val);
 } p2c SEC(".maps");
 
+// Counters of what the program did with packets of bound flows (the Go side sums the
+// CPUs): forwarded each way, or left to user space and why.
+enum {
+	STAT_TO_PEER,
+	STAT_TO_CLIENT,
+	STAT_PASS_LENGTH, // a ChannelData length that does not fit the datagram
+	STAT_PASS_ROUTE,  // over the egress MTU, or local from a NIC
+	STAT_PASS_CSUM,   // partial checksum that would leave the host (or IPv6 from lo)
+	STAT_PASS_RESIZE, // bpf_skb_adjust_room failed
+	STAT_MAX,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void count(__u32 i)
+{
+	__u64 *c = bpf_map_lookup_elem(&stats, &i);
+	if (c)
+		*c += 1;
+}
+
 static __always_inline __u16 fold(__u64 s)
 {
 	s = (s & 0xffffffff) + (s >> 32);
@@ -299,7 +325,7 @@ static __always_inline int rewrite(struct __sk_buff *skb, int v6, struct hop *r,
 // zero (no checksum, IPv4 only) stays zero.
 static __always_inline __u16 newcheck(const struct pkt *p, int part, const struct addr *src,
 				      const struct addr *dst, __be16 sport, __be16 dport, __u16 ulen,
-				      __be32 oldcd, __be32 newcd)
+				      __be32 oldcd, __be32 newcd, __u64 removed)
 {
 	__u64 s;
 	if (part) {
@@ -319,7 +345,7 @@ static __always_inline __u16 newcheck(const struct pkt *p, int part, const struc
 	__u64 add = sum_addr(src, p->v6) + sum_addr(dst, p->v6) + sport + dport +
 		    2 * (__u64)bpf_htons(ulen) + (newcd & 0xffff) + (newcd >> 16);
 	__u64 sub = sum_addr(&p->src, p->v6) + sum_addr(&p->dst, p->v6) + p->sport + p->dport +
-		    2 * (__u64)bpf_htons(p->ulen) + (oldcd & 0xffff) + (oldcd >> 16);
+		    2 * (__u64)bpf_htons(p->ulen) + (oldcd & 0xffff) + (oldcd >> 16) + removed;
 	// Subtracting x in ones' complement is adding ~x (16-bit): fold sub first.
 	__u16 subf = fold(sub);
 	s = (__u16)~p->check + add + (__u16)~subf;
@@ -342,26 +368,55 @@ static __attribute__((noinline)) int client_to_peer(struct __sk_buff *skb, struc
 	if (!v)
 		return NOMATCH;
 	// Padding (allowed, not needed, over UDP) or a short packet: user space decides.
-	if ((__u32)cdlen + sizeof(struct udphdr) + CD_HDR != p->ulen)
+	// Over UDP the sender may pad the message to a multiple of 4 (RFC 8656 §12.5;
+	// pion does): up to 3 bytes after the data, which are not forwarded.
+	__u32 pad = p->ulen - sizeof(struct udphdr) - CD_HDR - (__u32)cdlen;
+	if ((__u32)cdlen + sizeof(struct udphdr) + CD_HDR > p->ulen || pad > 3) {
+		count(STAT_PASS_LENGTH);
 		return PASS;
+	}
+	// The padding's share of a complete UDP checksum: the last 4 bytes hold it, each
+	// byte counted in the half of its 16-bit word that its offset in the datagram
+	// gives (words as loaded raw, like every other term here).
+	__u64 padsum = 0;
+	if (pad) {
+		__u8 tail[4];
+		if (bpf_skb_load_bytes(skb, skb->len - 4, tail, 4))
+			return PASS;
+		__u32 off = skb->len - 4 - p->l4; // offset of tail[0] from the UDP header
+#pragma unroll
+		for (int i = 1; i < 4; i++) {
+			if (i >= 4 - (int)pad)
+				padsum += ((off + i) & 1) ? (__u64)tail[i] << 8 : tail[i];
+		}
+	}
 	if (is_v4mapped(&v->peer) == p->v6)
 		return PASS;
 
 	struct addr src = v->relay, dst = v->peer;
 	__be16 sport = v->relay_port, dport = v->peer_port;
-	__u16 ulen = p->ulen - CD_HDR;
+	__u16 ulen = sizeof(struct udphdr) + cdlen;
 	struct hop r = v->hop;
-	if (!usable(skb, &r, -CD_HDR))
+	if (!usable(skb, &r, -CD_HDR)) {
+		count(STAT_PASS_ROUTE);
 		return PASS;
+	}
 	int part = partial(p);
-	if (part && (!r.local || p->v6))
+	if (part && (!r.local || p->v6)) {
+		count(STAT_PASS_CSUM);
 		return PASS;
-	__u16 check = newcheck(p, part, &src, &dst, sport, dport, ulen, p->first, 0);
+	}
+	__u16 check = newcheck(p, part, &src, &dst, sport, dport, ulen, p->first, 0, padsum);
 
 	// Drop the 4 bytes right after the IP header; the UDP header is rewritten over what
 	// was the old UDP length/checksum and the ChannelData header.
-	if (bpf_skb_adjust_room(skb, -CD_HDR, BPF_ADJ_ROOM_NET, 0))
+	if (bpf_skb_adjust_room(skb, -CD_HDR, BPF_ADJ_ROOM_NET, 0)) {
+		count(STAT_PASS_RESIZE);
 		return PASS;
+	}
+	if (pad && bpf_skb_change_tail(skb, skb->len - pad, 0))
+		return TC_ACT_SHOT; // resized already: it cannot go up as it came
+	count(STAT_TO_PEER);
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, cdlen);
 	return rewrite(skb, p->v6, &r, &src, &dst, sport, dport, ulen, check, 0);
@@ -387,15 +442,22 @@ static __attribute__((noinline)) int peer_to_client(struct __sk_buff *skb, struc
 		return PASS;
 	__be32 cd = bpf_htonl(((__u32)bpf_ntohs(v->channel) << 16) | paylen);
 	struct hop r = v->hop;
-	if (!usable(skb, &r, CD_HDR))
+	if (!usable(skb, &r, CD_HDR)) {
+		count(STAT_PASS_ROUTE);
 		return PASS;
+	}
 	int part = partial(p);
-	if (part && !r.local)
+	if (part && !r.local) {
+		count(STAT_PASS_CSUM);
 		return PASS;
-	__u16 check = newcheck(p, part, &src, &dst, sport, dport, ulen, 0, cd);
+	}
+	__u16 check = newcheck(p, part, &src, &dst, sport, dport, ulen, 0, cd, 0);
 
-	if (bpf_skb_adjust_room(skb, CD_HDR, BPF_ADJ_ROOM_NET, 0))
+	if (bpf_skb_adjust_room(skb, CD_HDR, BPF_ADJ_ROOM_NET, 0)) {
+		count(STAT_PASS_RESIZE);
 		return PASS;
+	}
+	count(STAT_TO_CLIENT);
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, paylen);
 	return rewrite(skb, p->v6, &r, &src, &dst, sport, dport, ulen, check, cd);
