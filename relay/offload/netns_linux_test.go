@@ -69,25 +69,14 @@ func run(t testing.TB, args ...string) {
 // newTopo builds the three namespaces. Checksum offload is turned off on the client's
 // and peer's interfaces so their packets arrive with complete checksums, as from a
 // real NIC (a veth otherwise hands over CHECKSUM_PARTIAL packets, which the program
-// leaves to user space unless they stay on the host; see partialLeftToUserSpace).
+// leaves to user space unless they stay on the host; see TestPartialChecksumToUserSpace).
 func newTopo(t *testing.T, txCsumOff bool) topo {
 	t.Helper()
 	requireNetns(t)
 	p := fmt.Sprintf("sbo%d-%d-", os.Getpid(), nsSeq.Add(1))
 	tp := topo{client: p + "c", server: p + "s", peer: p + "p"}
 	for _, ns := range []string{tp.client, tp.server, tp.peer} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if t.Failed() {
-				// The kernel's drop counters say where a missing packet went.
-				out, _ := exec.Command("ip", "netns", "exec", ns, "nstat", "-az").CombinedOutput()
-				t.Logf("namespace %s counters:\n%s", ns, grepNonZero(string(out)))
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-			defer cancel()
-			_ = exec.CommandContext(ctx, "ip", "netns", "del", ns).Run()
-		})
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		addNetns(t, ns)
 	}
 	run(t, "ip", "-n", tp.client, "link", "add", "c0", "type", "veth", "peer", "name", "s0", "netns", tp.server)
 	run(t, "ip", "-n", tp.peer, "link", "add", "p0", "type", "veth", "peer", "name", "s1", "netns", tp.server)
@@ -110,6 +99,24 @@ func newTopo(t *testing.T, txCsumOff bool) topo {
 		tp.txChecksum(t, tp.peer, "p0", false)
 	}
 	return tp
+}
+
+// addNetns makes namespace ns with lo up, deleted when the test ends (with what is in
+// it: its end of every veth, the programs attached there).
+func addNetns(t *testing.T, ns string) {
+	t.Helper()
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() {
+		if t.Failed() {
+			// The kernel's drop counters say where a missing packet went.
+			out, _ := exec.Command("ip", "netns", "exec", ns, "nstat", "-az").CombinedOutput()
+			t.Logf("namespace %s counters:\n%s", ns, grepNonZero(string(out)))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+		defer cancel()
+		_ = exec.CommandContext(ctx, "ip", "netns", "del", ns).Run()
+	})
+	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 }
 
 // inNS runs fn on a thread inside namespace ns. The thread is never unlocked, so it
