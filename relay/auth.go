@@ -89,6 +89,14 @@ func (a *authenticator) verify(m *stun.Message, src netip.AddrPort, tcp bool, no
 		return identity{}, authMalformed, stun.CodeUnauthorized
 	}
 	inner, ok := openNonce(a.nonceKey, nonce, src, tcp)
+	if !ok && tcp && m.Type.Method == stun.MethodConnectionBind {
+		// RFC 6062 §5.4: ConnectionBind comes on a new TCP connection with the control
+		// connection's credentials, and clients (pion's among them) reuse that connection's
+		// nonce, bound to its port. A TCP peer cannot spoof its address, which is what the
+		// binding guards against; pion still checks the inner nonce's age and MAC, and the
+		// CONNECTION-ID must belong to the same user.
+		inner, ok = innerNonce(nonce)
+	}
 	if !ok {
 		return identity{}, authStaleNonce, stun.CodeStaleNonce
 	}
@@ -200,6 +208,15 @@ func sealNonce(key, inner []byte, addr netip.AddrPort, tcp bool) []byte {
 	copy(tail[:], salt[:])
 	copy(tail[nonceSaltLen:], nonceMAC(key, inner, salt[:], addr, tcp))
 	return base64.RawURLEncoding.AppendEncode(out, tail[:])
+}
+
+// innerNonce returns the inner pion nonce of a sealed nonce without checking its binding.
+func innerNonce(n []byte) ([]byte, bool) {
+	i := bytes.LastIndexByte(n, '.')
+	if i < 0 || len(n)-i-1 != nonceTailLen {
+		return nil, false
+	}
+	return n[:i], true
 }
 
 // openNonce returns the inner pion nonce if n was sealed for addr.

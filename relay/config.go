@@ -38,7 +38,7 @@ type Config struct {
 	// specific IPv6 address; ::1 when ListenAddr is IPv4 loopback and the host has IPv6;
 	// with no host or "::" in ListenAddr, a global (non-ULA) IPv6 interface address found at
 	// Listen. Otherwise (including a specific non-loopback IPv4 ListenAddr) IPv6 relays are
-	// not offered: an Allocate asking for one gets 508.
+	// not offered: an Allocate asking for one gets 440.
 	PublicIPv6 netip.Addr
 
 	// RelayPortMin and RelayPortMax bound the relay sockets, inclusive, so a router can

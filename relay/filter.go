@@ -493,14 +493,14 @@ func (s *Server) authorize(m *stun.Message, src, local netip.AddrPort, tcp bool)
 			s.stats.refused[refuseDraining].Add(1)
 			return signed(stun.CodeInsufficientCapacity)
 		}
-		v := s.checkAllocate(m, user, now)
+		v := s.checkAllocate(m, user, tcp, now)
 		if v.code != 0 {
 			return signed(v.code)
 		}
 		s.auth.admit(src, tcp, id)
 		v.key, v.inner = key, id.inner
 		return v
-	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind:
+	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind, stun.MethodConnect:
 		if v, refused := s.checkExisting(m, ak, user, expired, now); refused {
 			v.key = key // signs the error response; unused by challenges
 			return v
@@ -631,18 +631,22 @@ func lifetimeOf(m *stun.Message) (uint32, bool) {
 const attrAdditionalAddressFamily stun.AttrType = 0x8000
 
 // checkAllocate applies RFC 8656 §7.2 where pion answers differently: 442 for a transport
-// other than UDP (no RFC 6062 relays; pion said 508), 440 for a family the server does not
+// other than UDP or TCP (TCP over UDP: 400, RFC 6062 §5.1), 440 for a family the server does not
 // relay (pion said 508), 400 for ADDITIONAL-ADDRESS-FAMILY=IPv4 or together with
 // REQUESTED-ADDRESS-FAMILY (pion ignored it), the LIFETIME floor and ceiling, a
 // RESERVATION-TOKEN from any socket (reservation.go) and DONT-FRAGMENT (pion refused it
 // with 420; the relay socket gets IP_PMTUDISC_DO). It returns the rewrites pass makes.
-func (s *Server) checkAllocate(m *stun.Message, user string, now time.Time) verdict {
+func (s *Server) checkAllocate(m *stun.Message, user string, tcp bool, now time.Time) verdict {
 	var v verdict
 	tr, err := m.Get(stun.AttrRequestedTransport)
 	switch {
 	case err != nil || len(tr) != 4:
 		return verdict{code: stun.CodeBadRequest}
-	case tr[0] != 17: // UDP
+	case tr[0] == 6 && !tcp: // RFC 6062 §5.1: TCP relays over TCP or TLS only
+		return verdict{code: stun.CodeBadRequest}
+	case tr[0] == 6 && (m.Contains(stun.AttrEvenPort) || m.Contains(stun.AttrReservationToken) || m.Contains(stun.AttrDontFragment)):
+		return verdict{code: stun.CodeBadRequest} // ibid.: port pairs and DF are UDP things
+	case tr[0] != 17 && tr[0] != 6:
 		return verdict{code: stun.CodeUnsupportedTransProto}
 	}
 	family := byte(familyIPv4) // RFC 8656 §7.2: IPv4 unless asked, whatever the client's own family

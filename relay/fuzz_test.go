@@ -161,12 +161,12 @@ func FuzzCheckAllocate(f *testing.F) {
 		if m.Decode() != nil {
 			return
 		}
-		v := s.checkAllocate(m, "fuzz", time.Now())
+		v := s.checkAllocate(m, "fuzz", false, time.Now())
 		if !allowed[v.code] {
 			t.Fatalf("checkAllocate(%v) = %d", m, v.code)
 		}
 		if v.code == 0 {
-			if tr, err := m.Get(stun.AttrRequestedTransport); err != nil || len(tr) != 4 || tr[0] != 17 {
+			if tr, err := m.Get(stun.AttrRequestedTransport); err != nil || len(tr) != 4 || tr[0] != 17 { // over UDP
 				t.Fatalf("checkAllocate(%v) passed a request without REQUESTED-TRANSPORT UDP", m)
 			}
 			if v.lifetime != 0 && (v.lifetime < defaultLifetime || v.lifetime > maxLifetime) {

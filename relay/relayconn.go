@@ -15,7 +15,6 @@ import (
 
 var (
 	errFamilyDisabled   = errors.New("relay: address family not served")
-	errTCPRelay         = errors.New("relay: TCP relays (RFC 6062) are not offered")
 	errNoRelayPort      = errors.New("relay: no free relay port")
 	errPortOutsideRange = errors.New("relay: requested port outside relay range")
 )
@@ -121,14 +120,6 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 	r.readers.Add(1)
 	fam.ports[port-r.min].Store(rc)
 	return rc, &net.UDPAddr{IP: fam.pubIP, Port: int(port)}, nil
-}
-
-func (r *relays) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
-	return nil, nil, errTCPRelay
-}
-
-func (r *relays) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
-	return nil, errTCPRelay
 }
 
 // familyEnabled reports whether relays of the family are offered.

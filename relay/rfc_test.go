@@ -47,7 +47,8 @@ func TestAllocateRFC8656(t *testing.T) {
 		want         int
 		wantLifetime uint32 // on success; 0: not checked
 	}{
-		{"TCP relay (RFC 6062 not offered)", []stun.Setter{tcpTransport}, 442, 0},
+		{"TCP relay over UDP (RFC 6062 §5.1)", []stun.Setter{tcpTransport}, 400, 0},
+		{"unknown transport", []stun.Setter{rawAttr(stun.AttrRequestedTransport, 99, 0, 0, 0)}, 442, 0},
 		{"no REQUESTED-TRANSPORT", nil, 400, 0},
 		{"unknown family", []stun.Setter{requestedTransportUDP, rafBad}, 440, 0},
 		{"ADDITIONAL-ADDRESS-FAMILY IPv4", []stun.Setter{requestedTransportUDP, aafV4}, 400, 0},

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 )
 
@@ -77,12 +79,12 @@ func (l *connListener) Accept() (net.Conn, error) {
 		if l.tlsCfg != nil {
 			nc = tls.Server(raw, l.tlsCfg)
 		}
-		c := &tcpConn{Conn: nc, l: l, src: src}
+		c := &tcpConn{Conn: nc, l: l, src: src, dw: &deadlineWriter{Conn: nc}}
 		// The TLS handshake (lazy, on first Read) and the first authenticated request must
 		// both fit in TCPAuthTimeout.
 		_ = nc.SetReadDeadline(time.Now().Add(l.s.cfg.TCPAuthTimeout))
 		// Cannot fail: only UDP sockets need setting up.
-		c.filter, _ = newFilterConn(l.s, turn.NewSTUNConn(&deadlineWriter{Conn: nc}), c)
+		c.filter, _ = newFilterConn(l.s, turn.NewSTUNConn(c.dw), c)
 		c.buf = make([]byte, maxFrame)
 		l.mu.Lock()
 		if l.closed {
@@ -128,6 +130,11 @@ type tcpConn struct {
 	buf      []byte     // owned by pion's read goroutine
 	src      netip.Addr // the source's unauthSources key, held until authenticated or closed
 
+	dw *deadlineWriter
+	// raw: an RFC 6062 data connection after its ConnectionBind succeeded carries the
+	// peer's bytes, no more STUN: Read and Write pass them through.
+	raw atomic.Bool
+
 	authed     atomic.Bool
 	lastReadDL atomic.Int64 // unix nanos when the idle deadline was last moved
 	closeOnce  sync.Once
@@ -137,6 +144,9 @@ type tcpConn struct {
 func (c *tcpConn) Read(b []byte) (int, error) {
 	if c.authed.Load() {
 		c.refreshReadDeadline()
+	}
+	if c.raw.Load() {
+		return c.Conn.Read(b)
 	}
 	n, _, err := c.filter.ReadFrom(c.buf)
 	if err != nil {
@@ -150,7 +160,17 @@ func (c *tcpConn) Read(b []byte) (int, error) {
 
 // Write is pion writing a response or relayed data: the filter may rewrite challenges.
 func (c *tcpConn) Write(b []byte) (int, error) {
-	return c.filter.WriteTo(b, c.Conn.RemoteAddr())
+	if c.raw.Load() {
+		return c.dw.Write(b)
+	}
+	n, err := c.filter.WriteTo(b, c.Conn.RemoteAddr())
+	if err == nil && len(b) >= 2 && c.authed.Load() &&
+		binary.BigEndian.Uint16(b) == stun.NewType(stun.MethodConnectionBind, stun.ClassSuccessResponse).Value() {
+		// pion answered ConnectionBind and now copies between this connection and the
+		// peer's, in both directions (RFC 6062 §5.4).
+		c.raw.Store(true)
+	}
+	return n, err
 }
 
 // authenticated switches from the short pre-auth deadline to the idle deadline.

@@ -1,0 +1,141 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/pion/turn/v5"
+	"golang.org/x/sys/unix"
+)
+
+// RFC 6062 TCP relays. pion runs the protocol (Connect, ConnectionBind,
+// ConnectionAttempt, copying between the client's data connection and the peer's); the
+// relay provides the sockets, under the same rules as UDP relays: ports inside
+// RelayPortMin..RelayPortMax, the allocation quotas (pion reports TCP allocations through
+// the same events), and the peer policy on every connection in either direction. The
+// server's own addresses are never a TCP peer: there is no hairpin for TCP.
+
+// tcpConnectTimeout bounds a Connect's dial to the peer. RFC 6062 §5.2 asks for at least
+// 30 s before answering 447.
+const tcpConnectTimeout = 30 * time.Second
+
+var errPeerRefused = errors.New("relay: peer refused by policy")
+
+// reuseAddrPort lets a relay's outgoing connections share the port of its listener.
+func reuseAddrPort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1))
+	})
+	return errors.Join(err, serr)
+}
+
+func (r *relays) tcpFamily(network string) *relayFamily {
+	if network == "tcp6" {
+		return &r.v6
+	}
+	return &r.v4
+}
+
+// AllocateListener binds a TCP allocation's relayed address.
+func (r *relays) AllocateListener(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	fam := r.tcpFamily(conf.Network)
+	if !fam.enabled {
+		return nil, nil, errFamilyDisabled
+	}
+	lc := net.ListenConfig{Control: reuseAddrPort}
+	bind := func(port int) (net.Listener, error) {
+		return lc.Listen(context.Background(), conf.Network, netip.AddrPortFrom(fam.bind, uint16(port)).String())
+	}
+	var ln net.Listener
+	if conf.RequestedPort != 0 {
+		if conf.RequestedPort < int(r.min) || conf.RequestedPort > int(r.max) {
+			return nil, nil, errPortOutsideRange
+		}
+		l, err := bind(conf.RequestedPort)
+		if err != nil {
+			return nil, nil, fmt.Errorf("relay: bind TCP relay port %d: %w", conf.RequestedPort, err)
+		}
+		ln = l
+	} else {
+		// SO_REUSEPORT would let two allocations share a port: probe with a plain bind.
+		n := int(r.max) - int(r.min) + 1
+		start := rand.IntN(n)
+		for i := 0; i < n && ln == nil; i++ {
+			port := int(r.min) + (start+i)%n
+			probe, err := net.Listen(conf.Network, netip.AddrPortFrom(fam.bind, uint16(port)).String())
+			if err != nil {
+				continue
+			}
+			_ = probe.Close()
+			if l, err := bind(port); err == nil {
+				ln = l
+			}
+		}
+		if ln == nil {
+			return nil, nil, errNoRelayPort
+		}
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	return &tcpRelayListener{Listener: ln, r: r, fam: fam}, &net.TCPAddr{IP: fam.pubIP, Port: port}, nil
+}
+
+// AllocateConn dials a peer for Connect, from the allocation's relayed port.
+func (r *relays) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
+	fam := r.tcpFamily(conf.Network)
+	local, lok := conf.LocalAddr.(*net.TCPAddr)
+	remote, rok := conf.RemoteAddr.(*net.TCPAddr)
+	if !fam.enabled || !lok || !rok {
+		return nil, errFamilyDisabled
+	}
+	peer := addrPortOf(remote)
+	if !r.tcpPeerAllowed(fam, peer.Addr()) {
+		return nil, errPeerRefused
+	}
+	d := net.Dialer{
+		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, uint16(local.Port))),
+		Timeout:   tcpConnectTimeout,
+		Control:   reuseAddrPort,
+	}
+	return d.Dial(conf.Network, peer.String())
+}
+
+// tcpPeerAllowed applies the peer policy to a TCP peer; the server's own public address
+// is refused (the UDP hairpin has no TCP counterpart).
+func (r *relays) tcpPeerAllowed(fam *relayFamily, ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if ip == fam.public || !r.s.policy.allowed(ip) {
+		r.s.stats.permsRefused.Add(1)
+		return false
+	}
+	return true
+}
+
+// tcpRelayListener accepts peers' connections to a TCP allocation; pion then checks the
+// allocation's permissions, and the peer policy is applied here as well.
+type tcpRelayListener struct {
+	net.Listener
+	r   *relays
+	fam *relayFamily
+}
+
+func (l *tcpRelayListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if !l.r.tcpPeerAllowed(l.fam, addrPortOf(c.RemoteAddr()).Addr()) {
+			_ = c.Close()
+			continue
+		}
+		return c, nil
+	}
+}

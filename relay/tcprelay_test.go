@@ -1,0 +1,125 @@
+package relay
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+)
+
+// tcpEchoPeer accepts TCP connections and echoes what they send.
+func tcpEchoPeer(t testing.TB) *net.TCPAddr {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-done })
+	return ln.Addr().(*net.TCPAddr)
+}
+
+func echoOver(t testing.TB, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, []byte(msg)) {
+		t.Fatalf("echo %q (%v), want %q", got, err, msg)
+	}
+}
+
+// TestTCPRelay: RFC 6062 TCP allocations with pion's client: Connect and ConnectionBind to
+// a TCP peer, a peer's connection to the relayed address, and the peer policy on both.
+func TestTCPRelay(t *testing.T) {
+	cfg := baseConfig(t)
+	s := startServer(t, cfg)
+	peer := tcpEchoPeer(t)
+	cred := s.Mint("tcprelay", time.Minute)
+	cl := turnClient(t, s, "tcp", turn.RequestedAddressFamilyIPv4, cred.Username, cred.Password)
+	alloc, err := cl.AllocateTCP()
+	if err != nil {
+		t.Fatalf("AllocateTCP: %v", err)
+	}
+	defer alloc.Close()
+	ra := alloc.Addr().(*net.TCPAddr)
+	if ra.IP.String() != cfg.PublicIPv4.String() || ra.Port < int(cfg.RelayPortMin) || ra.Port > int(cfg.RelayPortMax) {
+		t.Errorf("relayed address %v, want %v:%d-%d", ra, cfg.PublicIPv4, cfg.RelayPortMin, cfg.RelayPortMax)
+	}
+	if s.Allocations() != 1 {
+		t.Errorf("Allocations = %d, want 1 (TCP allocations count against the quotas)", s.Allocations())
+	}
+	conn, err := alloc.Dial("tcp4", peer.String())
+	if err != nil {
+		t.Fatalf("Dial peer through the relay: %v", err)
+	}
+	defer conn.Close()
+	echoOver(t, conn, "hello over a TCP relay")
+	echoOver(t, conn, string(bytes.Repeat([]byte("x"), 20000)))
+
+	// The peer connects to the relayed port (bound on 127.0.0.1; 127.0.0.2 is advertised
+	// only) and the client accepts it: the permission for 127.0.0.1 exists from Dial.
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := alloc.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	in, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", itoa(int64(ra.Port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	c, ok := <-accepted
+	if !ok {
+		t.Fatal("Accept failed")
+	}
+	defer c.Close()
+	if _, err := in.Write([]byte("from the peer")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	got := make([]byte, 13)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "from the peer" {
+		t.Fatalf("accepted connection read %q (%v)", got, err)
+	}
+}
+
+func TestTCPRelayPolicy(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.PeerAllow = nil // loopback peers refused
+	s := startServer(t, cfg)
+	peer := tcpEchoPeer(t)
+	cred := s.Mint("tcppolicy", time.Minute)
+	cl := turnClient(t, s, "tcp", turn.RequestedAddressFamilyIPv4, cred.Username, cred.Password)
+	alloc, err := cl.AllocateTCP()
+	if err != nil {
+		t.Fatalf("AllocateTCP: %v", err)
+	}
+	defer alloc.Close()
+	if c, err := alloc.Dial("tcp4", peer.String()); err == nil {
+		_ = c.Close()
+		t.Fatal("Dial to a denied peer succeeded")
+	}
+	if s.Stats().PermissionsRefused == 0 {
+		t.Error("PermissionsRefused = 0, want the refusal counted")
+	}
+}
