@@ -399,7 +399,9 @@ function onIncoming(call) {
     return;
   }
   app.ringing = call;
-  $("caller-name").textContent = name;
+  // Two people of that name here: say which one (the tag of the lobby list).
+  const same = [...(app.session?.peers.values() ?? [])].filter((p) => p.name.trim().toLowerCase() === name.trim().toLowerCase()).length;
+  $("caller-name").textContent = same > 1 || name.trim().toLowerCase() === app.name.trim().toLowerCase() ? `${name} #${call.peerId.slice(0, 4)}` : name;
   /** @type {HTMLDialogElement} */ ($("incoming")).showModal();
   call.addEventListener("ended", (e) => {
     if (app.ringing === call) {

@@ -6,6 +6,14 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Session } from "../static/switchboard.js";
 
+// Node 18 (Debian 12's nodejs) has no global CustomEvent without a flag.
+globalThis.CustomEvent ??= class CustomEvent extends Event {
+  constructor(type, init = {}) {
+    super(type, init);
+    this.detail = init.detail ?? null;
+  }
+};
+
 /** A WebSocket stand-in the test drives as the server. */
 function fakeServer() {
   /** @type {FakeWS[]} */
