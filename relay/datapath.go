@@ -145,22 +145,29 @@ func (c *relayConn) toPeer(p []byte, dst netip.AddrPort, fan *fanBatch) {
 	fan.add(c, dst, p)
 }
 
-// addChannelData appends p as ChannelData on channel ch, padded to 4 bytes as pion does.
+// addChannelData appends p as ChannelData on channel ch.
 func (b *outBatch) addChannelData(ch uint16, p []byte) {
+	n := len(b.buf)
+	b.buf = appendChannelData(b.buf, ch, p)
+	b.sizes = append(b.sizes, len(b.buf)-n)
+}
+
+// appendChannelData appends p as ChannelData on channel ch, padded to 4 bytes as pion does
+// (required over TCP, RFC 8656 §12.5).
+func appendChannelData(buf []byte, ch uint16, p []byte) []byte {
 	n := len(p)
-	b.buf = append(b.buf, byte(ch>>8), byte(ch), byte(n>>8), byte(n))
-	b.buf = append(b.buf, p...)
+	buf = append(buf, byte(ch>>8), byte(ch), byte(n>>8), byte(n))
+	buf = append(buf, p...)
 	pad := (4 - n%4) % 4
-	b.buf = append(b.buf, make([]byte, pad)...) // at most 3 bytes; append of make does not allocate
-	b.sizes = append(b.sizes, 4+n+pad)
+	return append(buf, make([]byte, pad)...) // at most 3 bytes; append of make does not allocate
 }
 
 // dataIndication sends a datagram too large for pion's buffer as a Data indication, if the
 // peer has a live permission (RFC 8656 §11.6). Only jumbo datagrams from peers without a
 // channel come here, so the STUN encoding may allocate.
 func (c *relayConn) dataIndication(t *chanTable, b []byte, from netip.AddrPort) {
-	out := c.out.Load()
-	if out == nil || t == nil {
+	out, tc := c.out.Load(), c.tcpOut.Load()
+	if (out == nil && tc == nil) || t == nil {
 		return
 	}
 	if _, ok := t.perms[from.Addr()]; !ok {
@@ -169,6 +176,10 @@ func (c *relayConn) dataIndication(t *chanTable, b []byte, from netip.AddrPort) 
 	m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodData, stun.ClassIndication),
 		xorPeerAddress(from), stun.RawAttribute{Type: stun.AttrData, Value: b})
 	if err != nil {
+		return
+	}
+	if out == nil {
+		_, _ = tc.Write(m.Raw)
 		return
 	}
 	out.flush()

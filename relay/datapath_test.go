@@ -258,3 +258,42 @@ func BenchmarkChannelDataToClient(b *testing.B) {
 		}
 	}
 }
+
+// TestJumboChannelDataTCP: the same over TURN over TCP, ChannelData padded as TCP needs.
+func TestJumboChannelDataTCP(t *testing.T) {
+	s := startServer(t, baseConfig(t))
+	peer := bigEchoPeer(t)
+	cred := s.Mint("jumbotcp", time.Minute)
+	tc, err := net.Dial("tcp4", s.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := turn.NewSTUNConn(tc)
+	t.Cleanup(func() { _ = conn.Close() })
+	c := (&rawClient{t: t, conn: conn, srv: s.TCPAddr()}).login(stun.MethodAllocate, cred.Username, cred.Password)
+	if got := c.allocate(); got != 0 {
+		t.Fatalf("Allocate = %d", got)
+	}
+	if got := errorCode(c.signed(stun.MethodChannelBind, channelAttr(0x4001), peerAttr(addrPortOf(peer)))); got != 0 {
+		t.Fatalf("ChannelBind = %d", got)
+	}
+	buf := make([]byte, 65536)
+	// Not 4 bytes or fewer: pion's TCP framer waits for 9 bytes before it parses a frame,
+	// so an 8-byte ChannelData frame stalls until the next one (an upstream bug).
+	for _, size := range []int{5, 1500, 9000} {
+		payload := bytes.Repeat([]byte{byte(size)}, size)
+		frame := appendChannelData(nil, 0x4001, payload)
+		if _, err := tc.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("%d bytes: no echo: %v (stats %+v)", size, err, s.Stats())
+		}
+		got := buf[:n]
+		if len(got) < 4+size || binary.BigEndian.Uint16(got) != 0x4001 || !bytes.Equal(got[4:4+size], payload) {
+			t.Fatalf("%d bytes: echo of %d bytes, header %x", size, n, got[:min(4, n)])
+		}
+	}
+}

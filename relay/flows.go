@@ -45,6 +45,7 @@ type flowTable struct {
 type flowAlloc struct {
 	client, server, relay netip.AddrPort
 	rc                    *relayConn // nil when relayOf found none (tests)
+	tcp                   bool       // a TCP/TLS client: user space only
 	perms                 map[netip.Addr]struct{}
 	chans                 map[uint16]netip.AddrPort
 }
@@ -61,16 +62,13 @@ func (t *flowTable) publishLocked(a *flowAlloc) {
 	}
 }
 
-// allocLocked returns the allocation's entry, creating it for a UDP client; nil for TCP.
+// allocLocked returns the allocation's entry, creating it when relayAddr is known.
 func (t *flowTable) allocLocked(src, dst, relayAddr net.Addr) (*flowAlloc, allocKey) {
 	k := allocKeyOf(src, dst)
-	if k.tcp {
-		return nil, k
-	}
 	a := t.allocs[k]
 	if a == nil && relayAddr != nil {
 		a = &flowAlloc{
-			client: k.src, server: k.dst, relay: t.local(addrPortOf(relayAddr)), rc: t.relayOf(relayAddr),
+			client: k.src, server: k.dst, relay: t.local(addrPortOf(relayAddr)), rc: t.relayOf(relayAddr), tcp: k.tcp,
 			perms: map[netip.Addr]struct{}{}, chans: map[uint16]netip.AddrPort{},
 		}
 		t.allocs[k] = a
@@ -83,8 +81,8 @@ func (t *flowTable) flow(a *flowAlloc, ch uint16, peer netip.AddrPort) Flow {
 }
 
 // addLocked starts f in the fast path; a refusal leaves it in user space.
-func (t *flowTable) addLocked(f Flow) {
-	if _, ok := t.live[f]; ok || t.off == nil || t.closed || t.self(f.Peer.Addr()) {
+func (t *flowTable) addLocked(a *flowAlloc, f Flow) {
+	if _, ok := t.live[f]; ok || a.tcp || t.off == nil || t.closed || t.self(f.Peer.Addr()) {
 		return
 	}
 	if t.off.Add(f) == nil {
@@ -130,7 +128,7 @@ func (t *flowTable) channelCreated(src, dst, relayAddr, peer net.Addr, ch uint16
 	a.chans[ch] = p
 	t.publishLocked(a)
 	if _, ok := a.perms[p.Addr()]; ok {
-		t.addLocked(t.flow(a, ch, p))
+		t.addLocked(a, t.flow(a, ch, p))
 	}
 }
 
@@ -167,7 +165,7 @@ func (t *flowTable) permissionCreated(src, dst, relayAddr net.Addr, peer net.IP)
 	for _, ch := range slices.Sorted(maps.Keys(a.chans)) { // in order: calls are reproducible
 		p := a.chans[ch]
 		if p.Addr() == ip {
-			t.addLocked(t.flow(a, ch, p))
+			t.addLocked(a, t.flow(a, ch, p))
 		}
 	}
 }

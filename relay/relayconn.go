@@ -164,6 +164,10 @@ type relayConn struct {
 	// chans are the allocation's channels for the data path (datapath.go), replaced whole
 	// by the flow table on every change.
 	chans atomic.Pointer[chanTable]
+	// tcpOut is the allocation's TCP/TLS client, written directly (net.Conn writes are safe
+	// from several goroutines); frame is the read loop's ChannelData buffer for it.
+	tcpOut atomic.Pointer[tcpConn]
+	frame  []byte
 	// Datagrams and bytes read since the last flush, published to the shared counters
 	// once per batch rather than per datagram. Owned by the read goroutine.
 	nFrom, bytesFrom uint64
@@ -211,6 +215,11 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 				}
 				if out := c.out.Load(); out != nil {
 					out.addChannelData(e.ch, b)
+					continue
+				}
+				if tc := c.tcpOut.Load(); tc != nil {
+					c.frame = appendChannelData(c.frame[:0], e.ch, b)
+					_, _ = tc.Write(c.frame) // as pion's loop does: a failed send is not retried
 					continue
 				}
 			}

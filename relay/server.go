@@ -626,6 +626,10 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, user, _ string, relay
 // sendbatch.go). dst is the listening socket's LocalAddr as pion read it: our filterConn's.
 func (s *Server) deferClientWrites(src, dst, relayAddr net.Addr) {
 	ra, ok := relayAddr.(*net.UDPAddr)
+	if tc, tok := src.(*net.TCPAddr); ok && tok {
+		s.tcpClientWrites(tc, dst, ra)
+		return
+	}
 	client, cok := src.(*net.UDPAddr)
 	if !ok || !cok {
 		return
@@ -712,10 +716,11 @@ func (s *Server) onChannelDeleted(src, dst net.Addr, _, _, _ string, _, peer net
 
 // relayConnOf finds the relay socket of an advertised relay address.
 func (s *Server) relayConnOf(relayAddr net.Addr) *relayConn {
-	ap := addrPortOf(relayAddr)
-	if s.relays == nil || !ap.IsValid() {
+	ua, ok := relayAddr.(*net.UDPAddr) // a TCP relay (RFC 6062) has no relayConn
+	if s.relays == nil || !ok {
 		return nil
 	}
+	ap := addrPortOf(ua)
 	fam := &s.relays.v4
 	if ap.Addr().Is6() {
 		fam = &s.relays.v6
@@ -733,4 +738,30 @@ func (s *Server) localRelayAddr(public netip.AddrPort) netip.AddrPort {
 		fam = &s.relays.v6
 	}
 	return netip.AddrPortFrom(fam.bind, public.Port())
+}
+
+// tcpClientWrites lets the allocation's loop write ChannelData to its TCP/TLS client itself
+// (relayConn.ReadFrom): the connection is found by its two addresses among the listeners'.
+func (s *Server) tcpClientWrites(src *net.TCPAddr, dst net.Addr, ra *net.UDPAddr) {
+	fam := &s.relays.v4
+	if ra.IP.To4() == nil {
+		fam = &s.relays.v6
+	}
+	rc := s.relays.lookup(fam, ra.Port)
+	if rc == nil {
+		return
+	}
+	remote, local := addrPortOf(src), addrPortOf(dst)
+	for _, l := range append([]*connListener{s.tcpLn}, s.tlsLns...) {
+		if l == nil {
+			continue
+		}
+		l.mu.Lock()
+		for c := range l.conns {
+			if addrPortOf(c.Conn.RemoteAddr()) == remote && addrPortOf(c.Conn.LocalAddr()) == local {
+				rc.tcpOut.Store(c)
+			}
+		}
+		l.mu.Unlock()
+	}
 }
