@@ -91,8 +91,9 @@ type Config struct {
 	Sockets int
 
 	// MaxTCPConns caps concurrent TURN-over-TCP/TLS connections across listeners; excess
-	// connections are closed at accept. Default 4096 (each costs two goroutines and a 1.6 KB
-	// buffer; 4096 holds ~190 eight-person rooms all on TCP).
+	// connections are closed at accept. Default 4096 (each costs two goroutines and two
+	// 9 KiB frame buffers, ours and pion's, ~80 MiB at the cap; 4096 holds ~190
+	// eight-person rooms all on TCP).
 	MaxTCPConns int
 	// TCPAuthTimeout is how long a new TCP/TLS connection has to complete its TLS handshake
 	// and send an authenticated request. Default 5s: a browser needs about four round trips
