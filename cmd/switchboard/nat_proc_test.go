@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/proc"
 )
 
 // natEvent is one JSON line a role process writes to its stdout for the test.
@@ -197,19 +199,11 @@ const natStopTimeout = 15 * time.Second
 // every proxy variable (a proxy is unreachable from the namespaces, and no traffic may
 // leave them anyway), plus the role and env.
 func natChildEnv(role string, env map[string]string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "SWITCHBOARD_") || strings.HasSuffix(strings.ToUpper(k), "_PROXY") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	out = append(out, envTestRole+"="+role)
+	extra := []string{envTestRole + "=" + role}
 	for k, v := range env {
-		out = append(out, k+"="+v)
+		extra = append(extra, k+"="+v)
 	}
-	return out
+	return proc.ChildEnv(extra...)
 }
 
 func (p *natProc) signal(sig os.Signal) {
