@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +20,6 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/relay"
 	"github.com/switchboard-rtc/switchboard/signaling"
-	"github.com/switchboard-rtc/switchboard/web"
 )
 
 // Timeouts of the HTTP servers. Headers must arrive within 10 s (slowloris);
@@ -81,48 +74,6 @@ type app struct {
 	// (and shutdown, after stopWatch).
 	quiet     trafficClock
 	stopWatch chan struct{} // closed by close: watchTraffic returns
-}
-
-// trafficClock remembers when a relayed-packet count last changed.
-type trafficClock struct {
-	mu   sync.Mutex // guards the fields below
-	last uint64
-	at   time.Time
-}
-
-// observe records count n seen at now and returns when it last changed.
-func (c *trafficClock) observe(n uint64, now time.Time) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.at.IsZero() || n != c.last {
-		c.last, c.at = n, now
-	}
-	return c.at
-}
-
-// trafficWatchEvery is how often the running server samples the relay's
-// counters for the drain: a fraction of drainIdle, and a Stats call (a few
-// atomic loads and small maps) every 2 s costs nothing.
-const trafficWatchEvery = 2 * time.Second
-
-// relayedPackets is the relay's relayed-packet count, both directions.
-func (a *app) relayedPackets() uint64 {
-	st := a.relay.Stats()
-	return st.PacketsToPeer + st.PacketsFromPeer
-}
-
-// watchTraffic samples the relay's counters until close.
-func (a *app) watchTraffic() {
-	t := time.NewTicker(trafficWatchEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.stopWatch:
-			return
-		case now := <-t.C:
-			a.quiet.observe(a.relayedPackets(), now)
-		}
-	}
 }
 
 // startedState is what the ICE provider and the metrics collector read.
@@ -362,191 +313,6 @@ func (a *app) serve(srv *http.Server, ln net.Listener, tls bool) {
 	})
 }
 
-// mainHandler serves the app: web client, signaling, health and metrics.
-func (a *app) mainHandler(metrics http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	a.healthRoutes(mux, metrics)
-	mux.Handle("/ws", a.hub)
-	mux.Handle("/api/ice-servers", a.hub.ICEServersHandler())
-	mux.Handle("/api/signin", a.signin)
-	mux.Handle("/", web.Handler())
-	return noReferrer(mux)
-}
-
-// noReferrer keeps the page's URL out of Referer headers on every answer
-// (pages, API, redirects): an invite link's token lives in the fragment,
-// which browsers never send, but a query token (/check?token=) would leak.
-func noReferrer(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Referrer-Policy", "no-referrer")
-		h.ServeHTTP(w, r)
-	})
-}
-
-// plainHandler is the HTTP listener when TLS is on: ACME HTTP-01, health
-// checks for Docker and load balancers, and a redirect to HTTPS for the rest.
-func (a *app) plainHandler(metrics http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	a.healthRoutes(mux, metrics)
-	mux.HandleFunc("/", a.redirectHTTPS)
-	if a.certs.acme == nil {
-		return noReferrer(mux)
-	}
-	acmeHandler := a.certs.acme.HTTPHandler(mux)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// autocert checks its host policy against r.Host verbatim; a
-		// validator reaching a non-default port sends "name:port", which
-		// would never match the domain list.
-		if h, _, err := net.SplitHostPort(r.Host); err == nil && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
-			r = r.Clone(r.Context())
-			r.Host = h
-		}
-		w.Header().Set("Referrer-Policy", "no-referrer")
-		acmeHandler.ServeHTTP(w, r)
-	})
-}
-
-func (a *app) healthRoutes(mux *http.ServeMux, metrics http.Handler) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
-	if a.cfg.MetricsAddr == "" {
-		mux.Handle("GET /metrics", a.metricsGuard(metrics))
-	}
-}
-
-// metricsGuard keeps /metrics on the public listeners to this host: with TLS
-// the documented port-80 forward exposes the plain listener to the internet, and
-// the counters tell a stranger how busy the server is and when. A scraper
-// elsewhere sends METRICS_TOKEN, or gets its own METRICS_ADDR listener.
-func (a *app) metricsGuard(h http.Handler) http.Handler {
-	var want [32]byte
-	if a.cfg.MetricsToken != "" {
-		want = sha256.Sum256([]byte(a.cfg.MetricsToken))
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if localRequest(r, []netip.Prefix(a.cfg.TrustedProxies)) {
-			h.ServeHTTP(w, r)
-			return
-		}
-		if a.cfg.MetricsToken != "" {
-			if tok := bearerToken(r); tok != "" {
-				got := sha256.Sum256([]byte(tok))
-				if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
-					h.ServeHTTP(w, r)
-					return
-				}
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
-			http.Error(w, "metrics need Authorization: Bearer SWITCHBOARD_METRICS_TOKEN", http.StatusUnauthorized)
-			return
-		}
-		http.Error(w, "metrics are served to this host only: set SWITCHBOARD_METRICS_TOKEN or SWITCHBOARD_METRICS_ADDR to scrape from elsewhere", http.StatusForbidden)
-	})
-}
-
-// localRequest reports whether r comes from this host: a loopback client
-// address, and not relayed by a local reverse proxy that is not trusted
-// (its forwarding headers then name someone else).
-func localRequest(r *http.Request, trusted []netip.Prefix) bool {
-	if !signaling.ClientIP(r, trusted).IsLoopback() {
-		return false
-	}
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err == nil && slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(peer.Addr().Unmap()) }) {
-		return true // a trusted proxy's X-Forwarded-For was believed above
-	}
-	return r.Header.Get("X-Forwarded-For") == "" && r.Header.Get("Forwarded") == "" && r.Header.Get("X-Real-Ip") == ""
-}
-
-// bearerToken extracts the token of an "Authorization: Bearer" header.
-func bearerToken(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-// redirectHTTPS sends a browser to HTTPS. A request to the default port 80
-// (no port in Host) goes to the default port 443: behind a router that
-// forwards 80->8080 and 443->8443 the bound port is not the public one. A
-// request naming a port (localhost:8080) goes to the bound HTTPS port.
-func (a *app) redirectHTTPS(w http.ResponseWriter, r *http.Request) {
-	host, _, err := net.SplitHostPort(r.Host)
-	explicitPort := err == nil
-	if !explicitPort {
-		host = strings.Trim(r.Host, "[]")
-	}
-	if host == "" {
-		host = a.cfg.Domain
-	}
-	if p := portOf(a.httpsLn.Addr()); explicitPort && p != 443 {
-		host = net.JoinHostPort(host, strconv.Itoa(p))
-	} else if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
-}
-
-// httpURL is the plain-HTTP base URL of the running app on loopback.
-func (a *app) httpURL() string {
-	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(portOf(a.httpLn.Addr())))
-}
-
-// httpsURL is the HTTPS base URL on loopback; empty when TLS is off.
-func (a *app) httpsURL() string {
-	if a.httpsLn == nil {
-		return ""
-	}
-	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(portOf(a.httpsLn.Addr())))
-}
-
-// openURL is the URL a person should open in the browser.
-func (a *app) openURL() string {
-	httpsPort := 0
-	if a.httpsLn != nil {
-		httpsPort = portOf(a.httpsLn.Addr())
-	}
-	return publicURL(&a.cfg, portOf(a.httpLn.Addr()), httpsPort)
-}
-
-// publicURL is the URL people open, given the bound (or configured) ports:
-// PUBLIC_URL when set. With TLS and a domain, https://DOMAIN/ without a port:
-// the documented setup has the router forward 443 to HTTPS_ADDR (:8443 by
-// default), or HTTPS_ADDR is :443 itself; printing :8443 would send people to
-// a port the router does not forward. Without a domain, https://localhost:PORT/.
-// Without TLS, http:// on the HTTP listener's host, or localhost (a secure
-// context, so cameras work over plain HTTP there).
-func publicURL(c *Config, httpPort, httpsPort int) string {
-	if c.PublicURL != "" {
-		return c.PublicURL
-	}
-	if c.tlsOn() {
-		if c.Domain != "" {
-			return "https://" + c.Domain + "/"
-		}
-		host := "localhost"
-		if httpsPort != 443 {
-			host = net.JoinHostPort(host, strconv.Itoa(httpsPort))
-		}
-		return "https://" + host + "/"
-	}
-	host, _, _ := net.SplitHostPort(c.HTTPAddr)
-	ip, err := netip.ParseAddr(host)
-	if host == "" || (err == nil && (ip.IsUnspecified() || ip.IsLoopback())) {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(httpPort)) + "/"
-}
-
 // shutdown stops gracefully: /readyz turns false, no new sessions or
 // allocations, sessions are told to reconnect (1012), running allocations
 // get up to DRAIN_TIMEOUT, then the relay and the HTTP listeners close.
@@ -619,55 +385,11 @@ const (
 	drainPoll = 500 * time.Millisecond
 )
 
-// drainEnd is why the drain ended.
-type drainEnd int
-
 const (
 	drainEndDone    drainEnd = iota // no allocation left
 	drainEndIdle                    // allocations left, but none relayed anything for drainIdle
 	drainEndTimeout                 // ctx ended (DRAIN_TIMEOUT, or the stop's own deadline)
 )
-
-// drainRelay waits until allocs() is 0, traffic() (a relayed-packet count)
-// stays unchanged for idle, or ctx ends, checking every poll. quietSince is
-// when the count last moved before the drain (zero: now).
-func drainRelay(ctx context.Context, allocs func() int, traffic func() uint64, quietSince time.Time, idle, poll time.Duration) drainEnd {
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	last, since := traffic(), time.Now()
-	if !quietSince.IsZero() && quietSince.Before(since) {
-		since = quietSince
-	}
-	for {
-		if allocs() == 0 {
-			return drainEndDone
-		}
-		if n := traffic(); n != last {
-			last, since = n, time.Now()
-		} else if time.Since(since) >= idle {
-			return drainEndIdle
-		}
-		select {
-		case <-ctx.Done():
-			return drainEndTimeout
-		case <-t.C:
-		}
-	}
-}
-
-// stopSummary is what the closing log line reports.
-type stopSummary struct {
-	Sessions    int      // signaling sessions told to reconnect
-	Allocations int      // TURN allocations when the drain began
-	Ended       int      // of those, ended by their clients during the drain
-	Closed      int      // closed by the stop (timeout or idle)
-	End         drainEnd // why the drain ended
-}
-
-func (s stopSummary) attrs() []any {
-	return []any{"sessions", s.Sessions, "allocations", s.Allocations,
-		"allocations_ended", s.Ended, "allocations_closed", s.Closed}
-}
 
 // close stops everything now. It is idempotent.
 func (a *app) close() error {
@@ -697,50 +419,6 @@ func (a *app) close() error {
 	return a.closeErr
 }
 
-// banner is the one block printed at start: where it listens, what public
-// IP it advertises and why, the URL to open, and warnings.
-func (a *app) banner(w io.Writer) {
-	st := a.started.Load()
-	var b strings.Builder
-	open := a.openURL()
-	hint := "two devices, or two tabs, to try a call"
-	if strings.HasPrefix(open, "http:") {
-		hint = "two tabs on this computer to try a call"
-	}
-	fmt.Fprintf(&b, "switchboard %s\n", version())
-	fmt.Fprintf(&b, "  open       %s  (%s)\n", open, hint)
-	fmt.Fprintf(&b, "  http       %s\n", a.httpLn.Addr())
-	if a.httpsLn != nil {
-		fmt.Fprintf(&b, "  https      %s  (certificate: %s)\n", a.httpsLn.Addr(), a.certKind())
-	}
-	fmt.Fprintf(&b, "  stun/turn  udp %s, tcp %s\n", a.relay.UDPAddr(), a.relay.TCPAddr())
-	for _, t := range a.relay.TLSAddrs() {
-		fmt.Fprintf(&b, "  turns      tls %s\n", t)
-	}
-	fmt.Fprintf(&b, "  relay      udp ports %s\n", a.cfg.RelayPorts)
-	fmt.Fprintf(&b, "  relay path %s\n", a.offloadHow)
-	fmt.Fprintf(&b, "  public ip  %s (%s)\n", st.endpoints.Host, a.publicHow)
-	switch {
-	case a.metricLn != nil:
-		fmt.Fprintf(&b, "  metrics    http://%s/metrics\n", a.metricLn.Addr())
-	case a.cfg.MetricsToken != "":
-		fmt.Fprintf(&b, "  metrics    /metrics on the http(s) listeners: this host, or with SWITCHBOARD_METRICS_TOKEN\n")
-	default:
-		fmt.Fprintf(&b, "  metrics    /metrics on the http(s) listeners, to this host only\n")
-	}
-	if a.cfg.AuthSecret != "" {
-		how := "invite links (switchboard invite)"
-		if a.cfg.Passcode != "" || a.cfg.PasscodeHash != "" {
-			how += " or the passcode"
-		}
-		fmt.Fprintf(&b, "  sign-in    %s\n", how)
-	}
-	for _, warn := range startupWarnings(&a.cfg, st.endpoints.Host, a.relay.GeneratedSecret()) {
-		fmt.Fprintf(&b, "  WARNING    %s\n", warn)
-	}
-	io.WriteString(w, b.String())
-}
-
 // Address ranges the start-up warnings name.
 var (
 	docRanges = []netip.Prefix{ // RFC 5737, RFC 3849: examples, .env.example's placeholder
@@ -749,75 +427,6 @@ var (
 	}
 	cgnatRange = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598: the carrier's NAT, not yours
 )
-
-// startupWarnings lists what will make calls fail for people elsewhere,
-// in the banner's words: the common NAT mistakes, placeholders left from
-// deploy/.env.example, plain HTTP, and missing secrets.
-func startupWarnings(c *Config, public netip.Addr, generatedTURNSecret bool) []string {
-	var out []string
-	set := "set SWITCHBOARD_PUBLIC_IP to your router's public (WAN) address"
-	switch ip := public.Unmap(); {
-	case !ip.IsValid():
-	case slices.ContainsFunc(docRanges, func(p netip.Prefix) bool { return p.Contains(ip) }):
-		out = append(out, fmt.Sprintf("public ip %s is a documentation example (deploy/.env.example's placeholder?), nobody can reach it: %s", ip, set))
-	case ip.IsLoopback():
-		out = append(out, fmt.Sprintf("public ip %s is loopback: only this computer can use the relay; %s", ip, set))
-	case cgnatRange.Contains(ip):
-		out = append(out, fmt.Sprintf("public ip %s is in the carrier-grade NAT range (100.64.0.0/10): your provider's NAT sits in front of your router, so forwarded ports are not reachable from outside; ask for a public IPv4 or run the relay on a host that has one", ip))
-	case ip.IsPrivate() || ip.IsLinkLocalUnicast():
-		out = append(out, fmt.Sprintf("public ip %s is a private address: only devices on this network can use the relay; behind a router %s", ip, set))
-	}
-	if d := c.Domain; placeholderDomain(d) {
-		out = append(out, fmt.Sprintf("domain %s is an example name (deploy/.env.example's placeholder?): set SWITCHBOARD_ACME_DOMAINS (or SWITCHBOARD_DOMAIN) to your own DNS name", d))
-	}
-	if u, err := url.Parse(c.PublicURL); err == nil && placeholderDomain(u.Hostname()) {
-		out = append(out, fmt.Sprintf("SWITCHBOARD_PUBLIC_URL %s is an example name: put the address people really open", c.PublicURL))
-	}
-	if !c.tlsOn() && !loopbackOnly(c.HTTPAddr) {
-		out = append(out, "no TLS: other devices can open the page over plain http but browsers give it no camera or microphone (only https or localhost); set SWITCHBOARD_ACME_DOMAINS or SWITCHBOARD_TLS_CERT")
-	}
-	if generatedTURNSecret {
-		out = append(out, "TURN secret generated at start: it changes on restart and `switchboard credentials` cannot mint for it; set SWITCHBOARD_TURN_SECRET")
-	}
-	if c.AuthSecret == "" {
-		out = append(out, "open mode: anyone who reaches this server can sign in and get TURN credentials; set SWITCHBOARD_AUTH_SECRET to require a sign-in (invite links, passcode)")
-	}
-	return out
-}
-
-// placeholderDomain reports names reserved for examples (RFC 2606, RFC 6761):
-// example.com/.net/.org and below, and the .example, .test, .invalid and
-// .localhost top-level domains.
-func placeholderDomain(d string) bool {
-	d = strings.ToLower(strings.TrimSuffix(d, "."))
-	for _, s := range []string{"example.com", "example.net", "example.org", "example", "test", "invalid"} {
-		if d == s || strings.HasSuffix(d, "."+s) {
-			return true
-		}
-	}
-	return false
-}
-
-// loopbackOnly reports whether a listen address accepts only this host.
-func loopbackOnly(addr string) bool {
-	host, _, _ := net.SplitHostPort(addr)
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
-}
-
-func (a *app) certKind() string {
-	switch {
-	case a.certs == nil:
-		return "none"
-	case a.certs.acme != nil:
-		return "ACME for " + strings.Join(a.cfg.ACMEDomains, ",")
-	default:
-		return "files, reloaded on change"
-	}
-}
 
 // newLogger builds the process logger from LOG_LEVEL and LOG_FORMAT.
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
