@@ -40,6 +40,7 @@ type relays struct {
 	min, max uint16
 	v4, v6   relayFamily
 	live     sync.WaitGroup // one per open relay socket; Done at Close
+	tcpPeers tcpPeerConns   // RFC 6062 outgoing connections per user (tcprelay.go)
 	// readers counts relay sockets whose pion read loop may still call in (see
 	// relayConn.readState); Done when ReadFrom returns the loop-ending error, the last call
 	// the loop makes into us, or at Close for a socket nobody has started reading.

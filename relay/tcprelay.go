@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,7 +26,56 @@ import (
 // 30 s before answering 447.
 const tcpConnectTimeout = 30 * time.Second
 
-var errPeerRefused = errors.New("relay: peer refused by policy")
+var (
+	errPeerRefused  = errors.New("relay: peer refused by policy")
+	errTooManyPeers = errors.New("relay: too many TCP peer connections for this user")
+)
+
+// maxTCPPeerConns caps a user's open outgoing TCP relay connections (Connect). Browsers do
+// not use TCP relays; a native client needs one per peer, and MaxPermissions (32) distinct
+// peer IPs with a couple of connections each stay below 64. Without a cap one credential
+// could open a connection to every port of every permitted host from the relay's address.
+const maxTCPPeerConns = 64
+
+// tcpPeerConns counts open outgoing TCP relay connections per user.
+type tcpPeerConns struct {
+	mu sync.Mutex
+	n  map[string]int // guarded by mu
+}
+
+func (p *tcpPeerConns) take(user string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == nil {
+		p.n = map[string]int{}
+	}
+	if p.n[user] >= maxTCPPeerConns {
+		return false
+	}
+	p.n[user]++
+	return true
+}
+
+func (p *tcpPeerConns) release(user string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[user]--; p.n[user] <= 0 {
+		delete(p.n, user)
+	}
+}
+
+// countedConn releases its user's slot once, when closed.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
 
 // reuseAddrPort lets a relay's outgoing connections share the port of its listener.
 func reuseAddrPort(_, _ string, c syscall.RawConn) error {
@@ -99,12 +149,21 @@ func (r *relays) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
 	if !r.tcpPeerAllowed(fam, peer.Addr()) {
 		return nil, errPeerRefused
 	}
+	if !r.tcpPeers.take(conf.UserID) {
+		r.s.stats.permsRefused.Add(1)
+		return nil, errTooManyPeers
+	}
 	d := net.Dialer{
 		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, uint16(local.Port))),
 		Timeout:   tcpConnectTimeout,
 		Control:   reuseAddrPort,
 	}
-	return d.Dial(conf.Network, peer.String())
+	c, err := d.Dial(conf.Network, peer.String())
+	if err != nil {
+		r.tcpPeers.release(conf.UserID)
+		return nil, err
+	}
+	return &countedConn{Conn: c, release: func() { r.tcpPeers.release(conf.UserID) }}, nil
 }
 
 // tcpPeerAllowed applies the peer policy to a TCP peer; the server's own public address

@@ -123,3 +123,28 @@ func TestTCPRelayPolicy(t *testing.T) {
 		t.Error("PermissionsRefused = 0, want the refusal counted")
 	}
 }
+
+// TestTCPPeerConnsCap: a user holds at most maxTCPPeerConns outgoing TCP relay
+// connections; closing one frees its slot, once.
+func TestTCPPeerConnsCap(t *testing.T) {
+	var p tcpPeerConns
+	for i := range maxTCPPeerConns {
+		if !p.take("alice") {
+			t.Fatalf("take %d refused, want %d allowed", i, maxTCPPeerConns)
+		}
+	}
+	if p.take("alice") {
+		t.Fatal("take over the cap allowed")
+	}
+	if !p.take("bob") {
+		t.Fatal("another user refused")
+	}
+	a, b := net.Pipe()
+	defer b.Close()
+	c := &countedConn{Conn: a, release: func() { p.release("alice") }}
+	_ = c.Close()
+	_ = c.Close()
+	if !p.take("alice") || p.take("alice") {
+		t.Fatal("closing one connection (twice) must free exactly one slot")
+	}
+}
