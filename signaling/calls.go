@@ -65,7 +65,9 @@ func (s *session) sendControl(to string, c control) {
 	s.e.router.Send(Envelope{Kind: KindControl, From: s.id, To: to, Body: b})
 }
 
-// callOver counts a caller half gone.
+// callOver counts a caller half gone. Called after the end of the call was
+// sent to the partner, if any: a call is counted until its end is on its way
+// (and, through a synchronous router, has arrived).
 func (e *env) callOver(h *half) {
 	if h.caller {
 		e.calls.Add(-1)
@@ -153,10 +155,10 @@ func (s *session) answer(r request, step func(h *half) (control, any, *wireError
 		_ = s.enqueueLocked(outgoing{Value: reply})
 	}
 	s.mu.Unlock()
+	s.sendControl(h.peer, c)
 	if c.Op != opAccept {
 		s.e.callOver(h)
 	}
-	s.sendControl(h.peer, c)
 	return nil
 }
 
@@ -167,8 +169,8 @@ func (s *session) leaveCall() {
 	s.call = nil
 	s.mu.Unlock()
 	if h != nil {
-		s.e.callOver(h)
 		s.sendControl(h.peer, control{Op: opHangup, Call: h.id, Reason: wire.ReasonLeft})
+		s.e.callOver(h)
 	}
 }
 
@@ -263,6 +265,11 @@ func (s *session) invited(from string, c control) error {
 	}
 	s.mu.Unlock()
 	if yielded != nil {
+		// Our invite is still on its way to from, which normally refuses it
+		// (busy, ignored here). Should from have ended its own call before it
+		// arrives, it would ring there with no caller left: this cancel, sent
+		// after the invite, ends it.
+		s.sendControl(from, control{Op: opCancel, Call: yielded.id})
 		s.e.callOver(yielded)
 	}
 	if err != nil {
@@ -339,6 +346,6 @@ func (s *session) ringTimeout(h *half) {
 	s.call = nil
 	_ = s.enqueueLocked(outgoing{Value: wire.Timeout{Type: wire.TypeTimeout, Call: h.id}})
 	s.mu.Unlock()
-	s.e.callOver(h)
 	s.sendControl(h.peer, control{Op: opTimeout, Call: h.id})
+	s.e.callOver(h)
 }

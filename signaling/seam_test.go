@@ -201,7 +201,10 @@ func readMsg(t testing.TB, c *websocket.Conn) srvMsg {
 }
 
 // gateRouter holds call control of the operations in hold until the test
-// releases it, so that two envelopes can be made to cross.
+// releases it, so that envelopes can be made to cross. Once it holds one
+// envelope from a sender to a receiver, it holds everything after it between
+// the two as well: the order between one sender and one receiver is the
+// Router's promise.
 type gateRouter struct {
 	Router
 	mu   sync.Mutex
@@ -210,29 +213,53 @@ type gateRouter struct {
 }
 
 func (g *gateRouter) Send(e Envelope) {
-	if e.Kind == KindControl {
-		var c control
-		g.mu.Lock()
-		if json.Unmarshal(e.Body, &c) == nil && g.hold[c.Op] {
-			e.Body, e.Ref = slices.Clone(e.Body), slices.Clone(e.Ref)
-			g.held = append(g.held, e)
-			g.mu.Unlock()
-			return
-		}
-		g.mu.Unlock()
-	}
-	g.Router.Send(e)
-}
-
-func (g *gateRouter) release() int {
 	g.mu.Lock()
-	held := g.held
-	g.held = nil
+	hold := g.holdsLocked(e.From, e.To)
+	if !hold && e.Kind == KindControl {
+		var c control
+		hold = json.Unmarshal(e.Body, &c) == nil && g.hold[c.Op]
+	}
+	if hold {
+		e.Body, e.Ref = slices.Clone(e.Body), slices.Clone(e.Ref)
+		g.held = append(g.held, e)
+	}
 	g.mu.Unlock()
-	for _, e := range held {
+	if !hold {
 		g.Router.Send(e)
 	}
-	return len(held)
+}
+
+func (g *gateRouter) holdsLocked(from, to string) bool {
+	for _, h := range g.held {
+		if h.From == from && h.To == to {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *gateRouter) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.held)
+}
+
+// release sends on, in order, the held envelopes from `from` ("" all).
+func (g *gateRouter) release(from string) int {
+	g.mu.Lock()
+	var out []Envelope
+	g.held = slices.DeleteFunc(g.held, func(e Envelope) bool {
+		if from == "" || e.From == from {
+			out = append(out, e)
+			return true
+		}
+		return false
+	})
+	g.mu.Unlock()
+	for _, e := range out {
+		g.Router.Send(e)
+	}
+	return len(out)
 }
 
 // TestGlare: alice and bob call each other at once (each call is sent before
@@ -249,13 +276,13 @@ func TestGlare(t *testing.T) {
 			a.expect("peer-joined")
 			a.send(map[string]any{"type": "call", "to": b.id, "call": "alice"})
 			b.send(map[string]any{"type": "call", "to": a.id, "call": "bob"})
-			eventually(t, "both invites sent", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.held) == 2 })
+			eventually(t, "both invites sent", func() bool { return g.count() == 2 })
 			if reversed {
 				g.mu.Lock()
 				slices.Reverse(g.held)
 				g.mu.Unlock()
 			}
-			g.release()
+			g.release("")
 			win, lose, winCall, loseCall := a, b, "alice", "bob"
 			if b.id < a.id {
 				win, lose, winCall, loseCall = b, a, "bob", "alice"
@@ -313,13 +340,13 @@ func TestCrossingEnds(t *testing.T) {
 				if tt.caller != "" {
 					a.expect(tt.caller)
 				}
-				eventually(t, "both held", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.held) == 2 })
+				eventually(t, "both held", func() bool { return g.count() == 2 })
 				if reversed {
 					g.mu.Lock()
 					slices.Reverse(g.held)
 					g.mu.Unlock()
 				}
-				g.release()
+				g.release("")
 				if w := b.expect(tt.callee); w.Call != "c1" {
 					t.Fatalf("callee got %s", w.raw)
 				}
@@ -334,4 +361,43 @@ func TestCrossingEnds(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestGlareWinnerCancels: in a glare the loser gives its call up while its
+// invite is still on the way; should the winner cancel its own call before
+// that invite lands, the invite rings at the winner with nobody calling. The
+// loser's cancel, sent after its invite, ends that call at once.
+func TestGlareWinnerCancels(t *testing.T) {
+	g := &gateRouter{Router: testRouter(t), hold: map[string]bool{opInvite: true}}
+	ts := newServer(t, Config{Router: g})
+	win := join(t, ts, "w", "r")
+	lose := join(t, ts, "l", "r")
+	win.expect("peer-joined")
+	if lose.id < win.id {
+		win, lose = lose, win
+	}
+	win.send(map[string]any{"type": "call", "to": lose.id, "call": "w1"})
+	lose.send(map[string]any{"type": "call", "to": win.id, "call": "l1"})
+	eventually(t, "both invites held", func() bool { return g.count() == 2 })
+	g.release(win.id) // the winner's invite lands; the loser's stays on the way
+	if w := lose.expect("busy"); w.Call != "l1" {
+		t.Fatalf("loser got %s, want busy for l1", w.raw)
+	}
+	lose.expect("call")
+	win.send(map[string]any{"type": "cancel", "call": "w1"})
+	lose.expect("cancelled")
+	g.release(lose.id) // the loser's invite, then what followed it
+	if w := win.expect("call"); w.Call != "l1" {
+		t.Fatalf("winner got %s", w.raw)
+	}
+	if w := win.expect("cancelled"); w.Call != "l1" || w.From != lose.id {
+		t.Fatalf("winner got %s, want l1 cancelled", w.raw)
+	}
+	eventually(t, "no calls", func() bool { return ts.hub.Stats().Calls == 0 })
+	g.mu.Lock()
+	g.hold = nil
+	g.mu.Unlock()
+	win.send(map[string]any{"type": "call", "to": lose.id, "call": "w2"})
+	win.expect("ringing")
+	lose.expect("call")
 }
