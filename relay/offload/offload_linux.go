@@ -65,10 +65,8 @@ func Attach(cfg Config) (*Offloader, error) {
 	o := &Offloader{ifs: ifs, routes: routes}
 	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
 		routes.close()
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("offload: load program: %w (verifier: %+v)", err, ve)
-		}
+		// A verifier rejection prints as its last lines only; the whole log is
+		// in the *ebpf.VerifierError for whoever needs it.
 		return nil, fmt.Errorf("offload: load program: %w", err)
 	}
 	for _, ifc := range ifs {

@@ -216,7 +216,9 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if ((void *)(uh + 1) > end)
 		return -1;
 	p->l3 = sizeof(*eth);
-	p->l4 = (__u32)((void *)uh - data);
+	// A constant, not uh - data: turning a pointer difference into a number needs
+	// CAP_PERFMON, which the program should not require.
+	p->l4 = sizeof(*eth) + (p->v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
 	p->sport = uh->source;
 	p->dport = uh->dest;
 	p->ulen = bpf_ntohs(uh->len);
