@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,7 +114,16 @@ type Result struct {
 	// BindFailures counts ChannelBinds that failed during the run; nonzero
 	// means some traffic went as Send/Data indications, not ChannelData.
 	BindFailures uint64
+	// Latency is the one-way delay of the packets relayed in the measured
+	// phase and drain, both directions: client→peer measured at the peer,
+	// peer→client at the client, from a send time in the payload (one
+	// clock: the generator is both ends). Empty with payloads under 12 bytes.
+	Latency Latencies
 }
+
+// LatencyP50 and LatencyP99 are percentiles of Latency; 0 without samples.
+func (r Result) LatencyP50() time.Duration { return r.Latency.Quantile(0.50) }
+func (r Result) LatencyP99() time.Duration { return r.Latency.Quantile(0.99) }
 
 // A Meter starts a measurement of the machine and returns the function
 // that ends it.
@@ -131,7 +141,11 @@ type Usage struct {
 	// MachineBusy is non-idle CPU time summed over all CPUs (from /proc/stat),
 	// which also counts softirq work the kernel does not charge to a process.
 	MachineBusy time.Duration
-	CPUs        int
+	// MachineSoftIRQ is the part of MachineBusy spent in softirq: the
+	// kernel's packet receive path, and any kernel fast path (eBPF) that
+	// forwards packets there, charged to whoever happened to run.
+	MachineSoftIRQ time.Duration
+	CPUs           int
 	// Wall is the time that really passed between the Meter's two readings:
 	// the measured phase and the drain after it, which Result.Elapsed
 	// leaves out. Busy CPU time is divided by it, not by Elapsed.
@@ -188,6 +202,9 @@ func (r Result) GeneratorCPUPerPacket() float64 { return perPacket(r.GeneratorCP
 // MachineCPUPerPacket is all CPUs' busy time per relayed packet in microseconds.
 func (r Result) MachineCPUPerPacket() float64 { return perPacket(r.MachineBusy, r.Relayed()) }
 
+// SoftIRQPerPacket is all CPUs' softirq time per relayed packet in microseconds.
+func (r Result) SoftIRQPerPacket() float64 { return perPacket(r.MachineSoftIRQ, r.Relayed()) }
+
 func perPacket(d time.Duration, n uint64) float64 {
 	if n == 0 {
 		return 0
@@ -208,8 +225,11 @@ const (
 	maxAllocations = 1024
 	maxPayload     = 1200
 	// setupTimeout bounds allocation, permission and first-packet round trip
-	// for all allocations; on loopback each takes well under a millisecond.
-	setupTimeout = 10 * time.Second
+	// for all allocations; on loopback each takes well under a millisecond,
+	// so setupPerAllocation more each leaves a busy machine ample room
+	// (1,000 allocations: 30 s).
+	setupTimeout       = 10 * time.Second
+	setupPerAllocation = 20 * time.Millisecond
 	// After a phase, counters are read once no packet has arrived for
 	// drainQuiet (loopback delivers in microseconds; 100ms of silence means
 	// nothing is in flight), or after drainMax: a server descheduled by
@@ -360,6 +380,13 @@ type allocation struct {
 	tc    *turn.Client
 	relay net.PacketConn
 	peer  *net.UDPAddr
+	clock clock
+
+	// latency records peer→client delays, written by readRelay.
+	latency Histogram
+	// buf is this allocation's copy of the payload, stamped per packet;
+	// owned by the sender goroutine.
+	buf []byte
 
 	// Counters written by the sender and reader goroutines, read by Run.
 	sent, sendErrs, received atomic.Uint64
@@ -375,7 +402,10 @@ type allocation struct {
 // peer is one UDP sink/echo socket on a loopback address.
 type peer struct {
 	conn             *net.UDPConn
+	clock            clock
 	received, echoed atomic.Uint64
+	// latency records client→peer delays, written by serve.
+	latency Histogram
 }
 
 type counts struct {
@@ -402,6 +432,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Wait()
 	}()
 
+	clk := clock{start: time.Now()}
 	peers := make([]*peer, cfg.Peers)
 	for i := range peers {
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.PeerIP, 0)))
@@ -409,18 +440,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return Result{}, fmt.Errorf("loadgen: peer socket: %w", err)
 		}
 		setBuffers(c)
-		p := &peer{conn: c}
+		p := &peer{conn: c, clock: clk}
 		peers[i] = p
 		closers = append(closers, func() { _ = c.Close() })
 		wg.Go(func() { p.serve(!cfg.SinkOnly) })
 	}
 
 	events := &clientEvents{}
-	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
+	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout+time.Duration(cfg.Allocations)*setupPerAllocation)
 	defer cancel()
 	allocs := make([]*allocation, cfg.Allocations)
 	for i := range allocs {
-		a, err := newAllocation(setupCtx, cfg, i, peers[i%len(peers)].conn.LocalAddr().(*net.UDPAddr), events, &wg, &closers)
+		a, err := newAllocation(setupCtx, cfg, i, peers[i%len(peers)].conn.LocalAddr().(*net.UDPAddr), clk, events, &wg, &closers)
 		if err != nil {
 			return Result{}, fmt.Errorf("loadgen: allocation %d: %w", i, err)
 		}
@@ -434,6 +465,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	payload[0] = 0x80
 	for i := 1; i < len(payload); i++ {
 		payload[i] = byte(i)
+	}
+	// Unstamped (the first-contact probes): a zero time reads as none.
+	clear(payload[stampOffset:min(stampEnd, len(payload))])
+	for _, a := range allocs {
+		a.buf = slices.Clone(payload)
 	}
 
 	// First contact: each allocation sends until its first packet is relayed
@@ -458,6 +494,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 }
 
 func measure(ctx context.Context, cfg Config, allocs []*allocation, peers []*peer, payload []byte, events *clientEvents) (Result, error) {
+	latBefore := latencies(allocs, peers)
 	before := snapshot(allocs, peers)
 	queueBefore := events.queueDrops.Load()
 	end := func() (Usage, error) { return Usage{}, nil }
@@ -478,6 +515,7 @@ func measure(ctx context.Context, cfg Config, allocs []*allocation, peers []*pee
 		return Result{}, err
 	}
 	after := snapshot(allocs, peers)
+	latAfter := latencies(allocs, peers)
 	return Result{
 		Allocations:  cfg.Allocations,
 		PayloadSize:  cfg.PayloadSize,
@@ -495,7 +533,22 @@ func measure(ctx context.Context, cfg Config, allocs []*allocation, peers []*pee
 		// Counted over the whole run: a binding that failed in the warm-up
 		// means Send indications in the measured phase too.
 		BindFailures: events.bindFailures.Load(),
+		Latency:      latAfter.Sub(&latBefore),
 	}, nil
+}
+
+// latencies sums every allocation's and peer's histogram.
+func latencies(allocs []*allocation, peers []*peer) Latencies {
+	var l Latencies
+	for _, a := range allocs {
+		s := a.latency.Snapshot()
+		l.Add(&s)
+	}
+	for _, p := range peers {
+		s := p.latency.Snapshot()
+		l.Add(&s)
+	}
+	return l
 }
 
 // phase runs one sender goroutine per allocation for d (or until budget
@@ -509,9 +562,9 @@ func phase(ctx context.Context, cfg Config, allocs []*allocation, peers []*peer,
 	for _, a := range allocs {
 		wg.Go(func() {
 			if cfg.Rate > 0 {
-				a.sendPaced(ctx, payload, float64(cfg.Rate)/float64(len(allocs)), deadline, perAlloc)
+				a.sendPaced(ctx, a.buf, float64(cfg.Rate)/float64(len(allocs)), deadline, perAlloc)
 			} else {
-				a.sendWindowed(ctx, payload, cfg.Window, deadline, perAlloc)
+				a.sendWindowed(ctx, a.buf, cfg.Window, deadline, perAlloc)
 			}
 		})
 	}
@@ -587,7 +640,7 @@ func firstContact(ctx context.Context, cfg Config, allocs []*allocation, peers [
 	return nil
 }
 
-func newAllocation(ctx context.Context, cfg Config, i int, peerAddr *net.UDPAddr, events *clientEvents, wg *sync.WaitGroup, closers *[]func()) (*allocation, error) {
+func newAllocation(ctx context.Context, cfg Config, i int, peerAddr *net.UDPAddr, clk clock, events *clientEvents, wg *sync.WaitGroup, closers *[]func()) (*allocation, error) {
 	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.ClientIP, 0)))
 	if err != nil {
 		return nil, fmt.Errorf("client socket: %w", err)
@@ -614,7 +667,7 @@ func newAllocation(ctx context.Context, cfg Config, i int, peerAddr *net.UDPAddr
 	}
 	*closers = append(*closers, tc.Close)
 
-	a := &allocation{conn: conn, tc: tc, peer: peerAddr, recvNotify: make(chan struct{}, 1),
+	a := &allocation{conn: conn, tc: tc, peer: peerAddr, clock: clk, recvNotify: make(chan struct{}, 1),
 		rng: uint64(i)*0x9E3779B97F4A7C15 | 1}
 	if cfg.PayloadMax > 0 {
 		a.sizeLo = cfg.PayloadSize
@@ -652,8 +705,12 @@ func (a *allocation) readSocket() {
 func (a *allocation) readRelay() {
 	buf := make([]byte, 64<<10)
 	for {
-		if _, _, err := a.relay.ReadFrom(buf); err != nil {
+		n, _, err := a.relay.ReadFrom(buf)
+		if err != nil {
 			return // relayed conn closed
+		}
+		if d, ok := a.clock.elapsed(buf[:n]); ok {
+			a.latency.Record(d)
 		}
 		a.received.Add(1)
 		select {
@@ -676,8 +733,12 @@ func (a *allocation) packet(payload []byte) []byte {
 	return payload[:a.sizeLo+int(a.rng%uint64(len(payload)-a.sizeLo+1))]
 }
 
+// send sends the next packet from a.buf, stamped with its send time; the
+// payload argument of the senders is a.buf.
 func (a *allocation) send(payload []byte) {
-	if _, err := a.relay.WriteTo(a.packet(payload), a.peer); err != nil {
+	p := a.packet(payload)
+	a.clock.stamp(p)
+	if _, err := a.relay.WriteTo(p, a.peer); err != nil {
 		a.sendErrs.Add(1)
 		return
 	}
@@ -749,10 +810,14 @@ func (p *peer) serve(echo bool) {
 		if err != nil {
 			return // socket closed
 		}
+		if d, ok := p.clock.elapsed(buf[:n]); ok {
+			p.latency.Record(d)
+		}
 		p.received.Add(1)
 		if !echo || !from.Addr().Unmap().IsLoopback() {
 			continue
 		}
+		p.clock.stamp(buf[:n]) // the echo's own one-way trip starts now
 		if _, err := p.conn.WriteToUDPAddrPort(buf[:n], from); err == nil {
 			p.echoed.Add(1)
 		}

@@ -72,7 +72,8 @@ func TestRun(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			t.Logf("%+v pps=%.0f loss=%.3f", res, res.PPS(), res.Loss())
+			t.Logf("sent %d peer %d echoed %d received %d pps=%.0f loss=%.3f latency p50 %v p99 %v (%d samples)",
+				res.Sent, res.PeerReceived, res.Echoed, res.Received, res.PPS(), res.Loss(), res.LatencyP50(), res.LatencyP99(), res.Latency.Count())
 			if res.Sent == 0 || res.PeerReceived == 0 {
 				t.Fatalf("Run relayed nothing to peers: sent %d, peer received %d", res.Sent, res.PeerReceived)
 			}
@@ -88,6 +89,15 @@ func TestRun(t *testing.T) {
 			}
 			if res.Echoed > res.PeerReceived {
 				t.Errorf("peers echoed %d > received %d", res.Echoed, res.PeerReceived)
+			}
+			// Every packet relayed in the measured phase carries a send
+			// time (payloads here are all 12 bytes or more); the count can
+			// fall short of Relayed only by packets stamped before it.
+			if n := res.Latency.Count(); n == 0 || n > res.Relayed() {
+				t.Errorf("latency samples %d, want 1..%d (relayed)", n, res.Relayed())
+			}
+			if res.LatencyP50() <= 0 || res.LatencyP99() < res.LatencyP50() {
+				t.Errorf("latency p50 %v p99 %v, want 0 < p50 <= p99", res.LatencyP50(), res.LatencyP99())
 			}
 			if res.BindFailures != 0 {
 				t.Errorf("%d ChannelBinds failed; the run should be all ChannelData", res.BindFailures)

@@ -74,57 +74,106 @@ func SelfCPU() (time.Duration, error) {
 }
 
 // MachineBusy returns non-idle CPU time summed over all CPUs since boot and
-// the number of CPUs, from /proc/stat.
+// the number of CPUs, from /proc/stat (CPUTimes.Busy).
 func MachineBusy() (time.Duration, int, error) {
-	b, err := os.ReadFile("/proc/stat")
+	c, err := ReadCPUTimes()
 	if err != nil {
-		return 0, 0, fmt.Errorf("proc: machine cpu: %w", err)
+		return 0, 0, err
 	}
-	d, n, err := parseProcStatTotal(b)
-	if err != nil {
-		return 0, 0, fmt.Errorf("proc: /proc/stat: %w", err)
-	}
-	return d, n, nil
+	return c.Busy(), c.CPUs, nil
 }
 
-// parseProcStatTotal sums the aggregate "cpu" line of /proc/stat except idle
-// and iowait (fields 4 and 5), and counts the "cpuN" lines. guest and
-// guest_nice are already included in user and nice, so they are skipped.
-func parseProcStatTotal(b []byte) (time.Duration, int, error) {
-	var busy uint64
-	found, cpus := false, 0
+// CPUTimes is the aggregate "cpu" line of /proc/stat: time all CPUs spent
+// in each state since boot, and the number of CPUs ("cpuN" lines). Two
+// readings subtracted (Sub) give what the machine did in between, which
+// includes work no process is charged for: softirq (packet forwarding on
+// the receive path, an XDP/TC program) runs in whatever context the
+// kernel is in, so a kernel fast path shows up here and not in the server
+// process's /proc/<pid>/stat.
+type CPUTimes struct {
+	User, Nice, System, Idle, IOWait, IRQ, SoftIRQ, Steal time.Duration
+	CPUs                                                  int
+}
+
+// Busy is the time the CPUs did work for this machine: user, nice, system,
+// irq and softirq. Idle and iowait are idle time; steal is time the
+// hypervisor gave to other guests, not work done here; guest and
+// guest_nice are already inside user and nice.
+func (c CPUTimes) Busy() time.Duration {
+	return c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ
+}
+
+// Sub is c minus an earlier reading prev, field by field. A field that went
+// backwards reads 0: Linux's iowait is documented to decrease at times,
+// and a delta is never negative time.
+func (c CPUTimes) Sub(prev CPUTimes) CPUTimes {
+	d := func(a, b time.Duration) time.Duration { return max(0, a-b) }
+	return CPUTimes{
+		User: d(c.User, prev.User), Nice: d(c.Nice, prev.Nice), System: d(c.System, prev.System),
+		Idle: d(c.Idle, prev.Idle), IOWait: d(c.IOWait, prev.IOWait), IRQ: d(c.IRQ, prev.IRQ),
+		SoftIRQ: d(c.SoftIRQ, prev.SoftIRQ), Steal: d(c.Steal, prev.Steal), CPUs: c.CPUs,
+	}
+}
+
+// ReadCPUTimes reads /proc/stat.
+func ReadCPUTimes() (CPUTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return CPUTimes{}, fmt.Errorf("proc: machine cpu: %w", err)
+	}
+	c, err := parseCPUTimes(b)
+	if err != nil {
+		return CPUTimes{}, fmt.Errorf("proc: /proc/stat: %w", err)
+	}
+	return c, nil
+}
+
+// parseCPUTimes reads the aggregate "cpu" line of /proc/stat (user nice
+// system idle iowait irq softirq steal ...; kernels before 2.6.11 stop at
+// 7 fields, steal then reads 0) and counts the "cpuN" lines.
+func parseCPUTimes(b []byte) (CPUTimes, error) {
+	var c CPUTimes
+	found := false
 	for line := range strings.SplitSeq(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 || !strings.HasPrefix(f[0], "cpu") {
 			continue
 		}
 		if f[0] != "cpu" {
-			cpus++
+			c.CPUs++
 			continue
 		}
-		if len(f) < 8 {
-			return 0, 0, fmt.Errorf("cpu line has %d fields, want at least 8", len(f))
+		if found {
+			return CPUTimes{}, errors.New("two aggregate cpu lines")
 		}
+		if len(f) < 8 {
+			return CPUTimes{}, fmt.Errorf("cpu line has %d fields, want at least 8", len(f))
+		}
+		fields := []*time.Duration{&c.User, &c.Nice, &c.System, &c.Idle, &c.IOWait, &c.IRQ, &c.SoftIRQ, &c.Steal}
 		for i, s := range f[1:min(len(f), 9)] {
 			v, err := strconv.ParseUint(s, 10, 63)
 			if err != nil {
-				return 0, 0, fmt.Errorf("cpu ticks %q: %w", s, err)
+				return CPUTimes{}, fmt.Errorf("cpu ticks %q: %w", s, err)
 			}
-			if i == 3 || i == 4 { // idle, iowait
-				continue
+			if *fields[i], err = ticksToDuration(v); err != nil {
+				return CPUTimes{}, err
 			}
-			if busy+v < busy {
-				return 0, 0, errors.New("cpu ticks overflow")
-			}
-			busy += v
 		}
 		found = true
 	}
 	if !found {
-		return 0, 0, errors.New("no aggregate cpu line")
+		return CPUTimes{}, errors.New("no aggregate cpu line")
 	}
-	d, err := ticksToDuration(busy)
-	return d, max(cpus, 1), err
+	// The sum must fit too: Busy adds five fields (and a caller may add all).
+	var sum uint64
+	for _, d := range []time.Duration{c.User, c.Nice, c.System, c.Idle, c.IOWait, c.IRQ, c.SoftIRQ, c.Steal} {
+		if sum+uint64(d) < sum || sum+uint64(d) > 1<<63-1 {
+			return CPUTimes{}, errors.New("cpu ticks overflow")
+		}
+		sum += uint64(d)
+	}
+	c.CPUs = max(c.CPUs, 1)
+	return c, nil
 }
 
 // RSS returns the resident set size of process pid in bytes, from the

@@ -34,18 +34,115 @@ func TestParseProcStat(t *testing.T) {
 	}
 }
 
-func TestParseProcStatTotal(t *testing.T) {
-	const stat = "cpu  100 5 50 1000 20 3 7 0 9 0\ncpu0 50 2 25 500 10 1 3 0 4 0\ncpu1 50 3 25 500 10 2 4 0 5 0\nintr 1 2\n"
-	got, n, err := parseProcStatTotal([]byte(stat))
-	// user+nice+system+irq+softirq+steal = 100+5+50+3+7+0 ticks; idle, iowait, guest skipped.
-	if want := 1650 * time.Millisecond; err != nil || got != want || n != 2 {
-		t.Errorf("parseProcStatTotal = %v, %d, %v; want %v, 2, nil", got, n, err, want)
+func TestParseCPUTimes(t *testing.T) {
+	const tick = time.Second / userHZ
+	tests := []struct {
+		name, stat string
+		want       CPUTimes
+	}{
+		{
+			name: "two cpus, guest fields",
+			stat: "cpu  100 5 50 1000 20 3 7 2 9 0\ncpu0 50 2 25 500 10 1 3 0 4 0\ncpu1 50 3 25 500 10 2 4 0 5 0\nintr 1 2\n",
+			want: CPUTimes{User: 100 * tick, Nice: 5 * tick, System: 50 * tick, Idle: 1000 * tick, IOWait: 20 * tick,
+				IRQ: 3 * tick, SoftIRQ: 7 * tick, Steal: 2 * tick, CPUs: 2},
+		},
+		{
+			name: "old kernel without steal, no per-cpu lines",
+			stat: "cpu 1 2 3 4 5 6 7\n",
+			want: CPUTimes{User: tick, Nice: 2 * tick, System: 3 * tick, Idle: 4 * tick, IOWait: 5 * tick, IRQ: 6 * tick, SoftIRQ: 7 * tick, CPUs: 1},
+		},
 	}
-	for _, bad := range []string{"", "intr 1\n", "cpu 1 2 3\n", "cpu 1 2 3 x 5 6 7\n"} {
-		if _, _, err := parseProcStatTotal([]byte(bad)); err == nil {
-			t.Errorf("parseProcStatTotal(%q) succeeded, want error", bad)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCPUTimes([]byte(tt.stat))
+			if err != nil || got != tt.want {
+				t.Errorf("parseCPUTimes(%q) = %+v, %v; want %+v", tt.stat, got, err, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "intr 1\n", "cpu 1 2 3\n", "cpu 1 2 3 x 5 6 7\n", "cpu 1 2 3 4 5 6 7\ncpu 1 2 3 4 5 6 7\n",
+		"cpu 1 2 3 4 5 6 -7\n", "cpu 92233720368547758 1 1 1 1 1 1\n", "cpu 92233720368547757 92233720368547757 1 1 1 1 1\n"} {
+		if c, err := parseCPUTimes([]byte(bad)); err == nil {
+			t.Errorf("parseCPUTimes(%q) = %+v, want error", bad, c)
 		}
 	}
+}
+
+// TestCPUTimesDelta is the machine-wide accounting of a bench run: two
+// /proc/stat readings, the busy time between them with softirq in and
+// idle, iowait and steal out, and counters that went backwards read as 0.
+func TestCPUTimesDelta(t *testing.T) {
+	const tick = time.Second / userHZ
+	tests := []struct {
+		name            string
+		before, after   string
+		busy, softirq   time.Duration
+		idle, steal, io time.Duration
+	}{
+		{
+			name:   "server and generator busy, fast path in softirq",
+			before: "cpu  1000 10 500 9000 30 5 200 7 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0 0 0\n",
+			after:  "cpu  1120 10 580 9100 31 6 260 9 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0 0 0\n",
+			// 120 user + 0 nice + 80 system + 1 irq + 60 softirq
+			busy: 261 * tick, softirq: 60 * tick, idle: 100 * tick, steal: 2 * tick, io: tick,
+		},
+		{
+			name:   "iowait went backwards",
+			before: "cpu 10 0 10 100 50 0 0 0\n",
+			after:  "cpu 20 0 10 150 40 0 0 0\n",
+			busy:   10 * tick, idle: 50 * tick,
+		},
+		{
+			name:   "nothing happened",
+			before: "cpu 10 0 10 100 50 0 0 0\n",
+			after:  "cpu 10 0 10 100 50 0 0 0\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := parseCPUTimes([]byte(tt.before))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := parseCPUTimes([]byte(tt.after))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := a.Sub(b)
+			if d.Busy() != tt.busy || d.SoftIRQ != tt.softirq || d.Idle != tt.idle || d.Steal != tt.steal || d.IOWait != tt.io {
+				t.Errorf("delta = %+v (busy %v); want busy %v softirq %v idle %v steal %v iowait %v",
+					d, d.Busy(), tt.busy, tt.softirq, tt.idle, tt.steal, tt.io)
+			}
+			if d.CPUs != a.CPUs {
+				t.Errorf("delta CPUs = %d, want %d", d.CPUs, a.CPUs)
+			}
+		})
+	}
+}
+
+// FuzzParseCPUTimes: any input parses or errors without panicking, a
+// parsed reading is never negative, and a cpu line written from tick
+// counts reads back to them; a reading minus itself is all zero.
+func FuzzParseCPUTimes(f *testing.F) {
+	f.Add([]byte("cpu  100 5 50 1000 20 3 7 0 9 0\ncpu0 50 2 25 500 10 1 3 0 4 0\n"), uint32(1), uint32(2), uint32(3), uint32(4))
+	f.Add([]byte("cpu 1 2 3\n"), uint32(0), uint32(0), uint32(0), uint32(0))
+	f.Fuzz(func(t *testing.T, raw []byte, user, system, softirq, idle uint32) {
+		if c, err := parseCPUTimes(raw); err == nil {
+			if c.Busy() < 0 || c.CPUs < 1 || c.Idle < 0 || c.Steal < 0 {
+				t.Errorf("parseCPUTimes(%q) = %+v, negative or no CPUs", raw, c)
+			}
+			if z := c.Sub(c); z.Busy() != 0 || z.Idle != 0 || z.IOWait != 0 || z.Steal != 0 {
+				t.Errorf("%+v.Sub(itself) = %+v, want zero", c, z)
+			}
+		}
+		line := fmt.Sprintf("cpu  %d 0 %d %d 0 0 %d 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n", user, system, idle, softirq)
+		c, err := parseCPUTimes([]byte(line))
+		tick := time.Second / userHZ
+		want := (time.Duration(user) + time.Duration(system) + time.Duration(softirq)) * tick
+		if err != nil || c.Busy() != want || c.SoftIRQ != time.Duration(softirq)*tick || c.Idle != time.Duration(idle)*tick || c.CPUs != 1 {
+			t.Errorf("parseCPUTimes(%q) = %+v (busy %v), %v; want busy %v", line, c, c.Busy(), err, want)
+		}
+	})
 }
 
 func TestParseSNMP(t *testing.T) {
@@ -201,7 +298,7 @@ func FuzzParseSNMP(f *testing.F) {
 	f.Add([]byte("Udp:\nUdp:\n"), uint64(0))
 	f.Fuzz(func(t *testing.T, raw []byte, v uint64) {
 		_, _ = parseSNMP(raw, "Udp", "RcvbufErrors")
-		_, _, _ = parseProcStatTotal(raw)
+		_, _ = parseCPUTimes(raw)
 		_, _ = parseSoftnet(raw)
 		_ = parseUDPDrops(raw, map[uint64]bool{0: true, 1: true}, map[uint64]uint64{})
 		in := fmt.Sprintf("Ip: A\nIp: 1\nUdp: InDatagrams RcvbufErrors\nUdp: 5 %d\n", v)
