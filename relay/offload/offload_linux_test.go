@@ -201,6 +201,9 @@ func TestForward(t *testing.T) {
 				if err != nil || got != want {
 					t.Fatalf("Remove = %+v, %v, want %+v", got, err, want)
 				}
+				if st, err := s.o.Stats(); err != nil || st != (Stats{ToPeer: n, ToClient: n}) {
+					t.Fatalf("Stats = %+v, %v, want %d forwarded each way and nothing passed", st, err, n)
+				}
 			})
 		}
 	}
@@ -274,6 +277,10 @@ func TestFallThrough(t *testing.T) {
 	nothingQueued(t, s.client, "client")
 	if c, _ := s.o.Counts(s.flow); c != (relay.FlowCounts{}) {
 		t.Fatalf("Counts = %+v, want zero", c)
+	}
+	// The two bound-channel messages whose length does not fit are counted.
+	if st, err := s.o.Stats(); err != nil || st != (Stats{Length: 2}) {
+		t.Fatalf("Stats = %+v, %v, want Length 2", st, err)
 	}
 }
 
