@@ -105,9 +105,32 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	}()
 	if err := p.waitReady(ctx); err != nil {
 		_ = p.Stop()
-		return nil, fmt.Errorf("proc: %s not ready: %w; output:\n%s", cfg.Name, err, p.Output())
+		return nil, &StartError{Name: cfg.Name, Err: err, Output: p.out.String(), indented: p.Output()}
 	}
 	return p, nil
+}
+
+// StartError is Start's error when the process ran but never became
+// ready: it exited, or the wait timed out.
+type StartError struct {
+	Name string
+	Err  error
+	// Output is the tail of what the process wrote (stdout and stderr).
+	Output   string
+	indented string
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("proc: %s not ready: %v; output:\n%s", e.Name, e.Err, e.indented)
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// LastLine is the last non-empty line of Output: where a server that
+// refuses to start says why.
+func (e *StartError) LastLine() string {
+	lines := strings.Split(strings.TrimSpace(e.Output), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func (p *Process) closeLog() {

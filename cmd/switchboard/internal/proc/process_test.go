@@ -139,6 +139,28 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
+// TestStartErrorLastLine: a server that refuses to start says why on its
+// last line, and StartError hands that line over.
+func TestStartErrorLastLine(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skipf("no sh on PATH: %v", err)
+	}
+	never := func(context.Context) error { return errors.New("not yet") }
+	_, err = Start(t.Context(), Config{Name: "x", Path: sh, Ready: never,
+		Args: []string{"-c", "echo starting; echo 'bad SWITCHBOARD_RELAY_OFFLOAD: no bpf' >&2; echo; exit 1"}})
+	var se *StartError
+	if !errors.As(err, &se) {
+		t.Fatalf("Start = %v, want a *StartError", err)
+	}
+	if got, want := se.LastLine(), "bad SWITCHBOARD_RELAY_OFFLOAD: no bpf"; got != want {
+		t.Errorf("LastLine() = %q, want %q", got, want)
+	}
+	if !strings.Contains(err.Error(), "x not ready: process exited") {
+		t.Errorf("Error() = %q, want the not-ready message", err)
+	}
+}
+
 func TestChildEnv(t *testing.T) {
 	t.Setenv("SWITCHBOARD_TURN_SECRET", "x")
 	t.Setenv("HTTPS_PROXY", "http://proxy.invalid")

@@ -243,3 +243,46 @@ func FDLimit() (uint64, error) {
 	// The Go runtime already raised the soft limit to the hard one at start.
 	return l.Cur, nil
 }
+
+// OpenFileLimit is the soft limit on open files of process pid, from the
+// "Max open files" line of /proc/<pid>/limits; 0 means unlimited. A child
+// does not get this process's limit: the Go runtime raises its own soft
+// limit at start but restores the original for the processes it starts,
+// so a server's limit is read from the server.
+func OpenFileLimit(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+	if err != nil {
+		return 0, fmt.Errorf("proc: limits: %w", err)
+	}
+	n, err := parseOpenFileLimit(b)
+	if err != nil {
+		return 0, fmt.Errorf("proc: /proc/%d/limits: %w", pid, err)
+	}
+	return n, nil
+}
+
+// parseOpenFileLimit reads "Max open files  <soft>  <hard>  files".
+func parseOpenFileLimit(b []byte) (uint64, error) {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "Max open files")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) < 2 {
+			return 0, fmt.Errorf("Max open files %q: want soft and hard limits", strings.TrimSpace(v))
+		}
+		if f[0] == "unlimited" {
+			return 0, nil
+		}
+		n, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("Max open files %q: %w", f[0], err)
+		}
+		if n == 0 {
+			return 0, errors.New("Max open files is 0")
+		}
+		return n, nil
+	}
+	return 0, errors.New("no Max open files line")
+}

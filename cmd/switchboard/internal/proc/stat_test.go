@@ -307,3 +307,46 @@ func FuzzParseSNMP(f *testing.F) {
 		}
 	})
 }
+
+func TestParseOpenFileLimit(t *testing.T) {
+	tests := []struct {
+		name, limits string
+		want         uint64
+		wantErr      bool
+	}{
+		{"real", "Limit                     Soft Limit           Hard Limit           Units     \nMax processes             96368                96368                processes \nMax open files            1024                 524288               files     \n", 1024, false},
+		{"unlimited", "Max open files            unlimited            unlimited            files\n", 0, false},
+		{"missing", "Max processes 1 1 processes\n", 0, true},
+		{"no hard limit", "Max open files 1024\n", 0, true},
+		{"garbage", "Max open files lots many files\n", 0, true},
+		{"zero", "Max open files 0 0 files\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseOpenFileLimit([]byte(tt.limits))
+			if got != tt.want || (err != nil) != tt.wantErr {
+				t.Errorf("parseOpenFileLimit(%q) = %d, %v; want %d, error %v", tt.limits, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	if n, err := OpenFileLimit(os.Getpid()); err != nil {
+		t.Errorf("OpenFileLimit(self) = %d, %v", n, err)
+	}
+}
+
+// FuzzParseOpenFileLimit: any input parses or errors without panicking,
+// and a limits line written from a number reads back.
+func FuzzParseOpenFileLimit(f *testing.F) {
+	f.Add([]byte("Max open files            1024                 524288               files\n"), uint64(1024))
+	f.Add([]byte("Max open files\n"), uint64(1))
+	f.Fuzz(func(t *testing.T, raw []byte, n uint64) {
+		_, _ = parseOpenFileLimit(raw)
+		if n == 0 {
+			return
+		}
+		line := fmt.Sprintf("Limit Soft Limit Hard Limit Units\nMax open files %d %d files\n", n, n)
+		if got, err := parseOpenFileLimit([]byte(line)); err != nil || got != n {
+			t.Errorf("parseOpenFileLimit(%q) = %d, %v; want %d", line, got, err, n)
+		}
+	})
+}
