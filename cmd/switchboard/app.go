@@ -180,6 +180,7 @@ func (a *app) start(ctx context.Context) error {
 		PeerAllow:        []netip.Prefix(a.cfg.PeerAllow),
 		PeerDeny:         []netip.Prefix(a.cfg.PeerDeny),
 		Realm:            a.cfg.Realm,
+		OtherAddr:        a.cfg.STUNAltAddr,
 		Logger:           a.log.With("component", "relay"),
 	}
 	if a.certs != nil {

@@ -50,20 +50,21 @@ type Config struct {
 	Domain           string  `env:"DOMAIN" help:"Public DNS name put in turns: URLs and shown as the URL to open. Default: the first ACME domain, else the first DNS name of TLS_CERT."`
 
 	// TURN relay.
-	TURNSecrets      secretList    `env:"TURN_SECRET" help:"TURN REST shared secrets, comma-separated: the first mints credentials, all verify (rotation). Empty: a random secret is generated at start (changes on restart)."`
-	PublicIP         netip.Addr    `env:"PUBLIC_IP" help:"IPv4 address advertised to clients (relayed addresses, iceServers URLs): the router's outside address behind NAT. Empty: detected at start."`
-	PublicIPv6       netip.Addr    `env:"PUBLIC_IPV6" help:"IPv6 address advertised for IPv6 relays. Empty: IPv6 relays only where the host has IPv6."`
-	PublicIPSTUN     strList       `env:"PUBLIC_IP_STUN" help:"STUN servers (host:port, comma-separated) asked for the public IPv4 when PUBLIC_IP is unset. Empty: use the primary interface's address."`
-	RelayPorts       portRange     `env:"RELAY_PORTS" envDefault:"49152-65535" help:"UDP port range of relayed sockets (MIN-MAX); forward exactly this range on the router."`
-	RelayOffload     offloadMode   `env:"RELAY_OFFLOAD" envDefault:"auto" help:"Kernel fast path (eBPF, Linux) for relayed UDP: auto uses it when it loads and logs why not otherwise; off never; require refuses to start without it. Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root."`
-	PeerAllow        prefixList    `env:"PEER_ALLOW" help:"CIDRs (or IPs) relaying is allowed to although the built-in deny list covers them, comma-separated (e.g. 192.168.1.0/24 for a LAN)."`
-	PeerDeny         prefixList    `env:"PEER_DENY" help:"Extra CIDRs (or IPs) relaying is refused to, comma-separated. Checked before PEER_ALLOW."`
-	CredentialTTL    time.Duration `env:"CREDENTIAL_TTL" envDefault:"12h" help:"Lifetime of TURN credentials handed to sessions and by \"switchboard credentials\"; sessions get fresh ones before expiry."`
-	MaxCredentialTTL time.Duration `env:"MAX_CREDENTIAL_TTL" envDefault:"24h" help:"TURN credentials expiring further ahead than this are refused."`
-	MaxAllocationAge time.Duration `env:"MAX_ALLOCATION_AGE" envDefault:"4h" help:"An allocation may be refreshed past its credential's expiry up to this age (calls outlive credentials)."`
-	UserQuota        int           `env:"USER_QUOTA" envDefault:"48" help:"Concurrent TURN allocations per user (per signaling session). 48 covers a full mesh room of 8 over udp, tcp and tls through an ICE restart."`
-	TotalQuota       int           `env:"TOTAL_QUOTA" envDefault:"0" help:"Concurrent TURN allocations in total. 0: one per relay port (16384 with the default RELAY_PORTS)."`
-	Realm            string        `env:"REALM" envDefault:"switchboard" help:"TURN realm (long-term credential realm); clients learn it from the server."`
+	TURNSecrets      secretList     `env:"TURN_SECRET" help:"TURN REST shared secrets, comma-separated: the first mints credentials, all verify (rotation). Empty: a random secret is generated at start (changes on restart)."`
+	PublicIP         netip.Addr     `env:"PUBLIC_IP" help:"IPv4 address advertised to clients (relayed addresses, iceServers URLs): the router's outside address behind NAT. Empty: detected at start."`
+	PublicIPv6       netip.Addr     `env:"PUBLIC_IPV6" help:"IPv6 address advertised for IPv6 relays. Empty: IPv6 relays only where the host has IPv6."`
+	PublicIPSTUN     strList        `env:"PUBLIC_IP_STUN" help:"STUN servers (host:port, comma-separated) asked for the public IPv4 when PUBLIC_IP is unset. Empty: use the primary interface's address."`
+	RelayPorts       portRange      `env:"RELAY_PORTS" envDefault:"49152-65535" help:"UDP port range of relayed sockets (MIN-MAX); forward exactly this range on the router."`
+	RelayOffload     offloadMode    `env:"RELAY_OFFLOAD" envDefault:"auto" help:"Kernel fast path (eBPF, Linux) for relayed UDP: auto uses it when it loads and logs why not otherwise; off never; require refuses to start without it. Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root."`
+	STUNAltAddr      netip.AddrPort `env:"STUN_ALT_ADDR" help:"Second STUN address (IP:port) for RFC 5780 NAT behaviour discovery (turnutils_stunclient -f, stunclient): IP and port both differ from TURN_ADDR's, which must then name a specific IP of the same family. Empty: off."`
+	PeerAllow        prefixList     `env:"PEER_ALLOW" help:"CIDRs (or IPs) relaying is allowed to although the built-in deny list covers them, comma-separated (e.g. 192.168.1.0/24 for a LAN)."`
+	PeerDeny         prefixList     `env:"PEER_DENY" help:"Extra CIDRs (or IPs) relaying is refused to, comma-separated. Checked before PEER_ALLOW."`
+	CredentialTTL    time.Duration  `env:"CREDENTIAL_TTL" envDefault:"12h" help:"Lifetime of TURN credentials handed to sessions and by \"switchboard credentials\"; sessions get fresh ones before expiry."`
+	MaxCredentialTTL time.Duration  `env:"MAX_CREDENTIAL_TTL" envDefault:"24h" help:"TURN credentials expiring further ahead than this are refused."`
+	MaxAllocationAge time.Duration  `env:"MAX_ALLOCATION_AGE" envDefault:"4h" help:"An allocation may be refreshed past its credential's expiry up to this age (calls outlive credentials)."`
+	UserQuota        int            `env:"USER_QUOTA" envDefault:"48" help:"Concurrent TURN allocations per user (per signaling session). 48 covers a full mesh room of 8 over udp, tcp and tls through an ICE restart."`
+	TotalQuota       int            `env:"TOTAL_QUOTA" envDefault:"0" help:"Concurrent TURN allocations in total. 0: one per relay port (16384 with the default RELAY_PORTS)."`
+	Realm            string         `env:"REALM" envDefault:"switchboard" help:"TURN realm (long-term credential realm); clients learn it from the server."`
 
 	// Signaling hub.
 	Lobby          bool          `env:"LOBBY" envDefault:"true" help:"true: sessions without a room share a lobby; false: only named rooms exist."`
@@ -167,6 +168,8 @@ func plainParseError(t reflect.Type, val string, err error) string {
 		return fmt.Sprintf("%q is not a log level: use debug, info, warn or error", val)
 	case reflect.TypeFor[netip.Addr]():
 		return fmt.Sprintf("%q is not an IP address (e.g. 203.0.113.7 or 2001:db8::7)", val)
+	case reflect.TypeFor[netip.AddrPort]():
+		return fmt.Sprintf("%q is not an IP address with a port (e.g. 203.0.113.8:3479 or [2001:db8::8]:3479)", val)
 	}
 	switch t.Kind() {
 	case reflect.Bool:
@@ -289,6 +292,19 @@ func (c *Config) validate() error {
 	}
 	if c.PublicIPv6.IsValid() && (!c.PublicIPv6.Is6() || c.PublicIPv6.Is4In6() || c.PublicIPv6.IsUnspecified() || c.PublicIPv6.IsMulticast()) {
 		return badVar("PUBLIC_IPV6", "%s is not a usable IPv6 address", c.PublicIPv6)
+	}
+	if c.STUNAltAddr.IsValid() {
+		host, port, _ := net.SplitHostPort(c.TURNAddr)
+		ip, err := netip.ParseAddr(host)
+		alt := netip.AddrPortFrom(c.STUNAltAddr.Addr().Unmap(), c.STUNAltAddr.Port())
+		switch {
+		case err != nil || ip.IsUnspecified():
+			return badVar("STUN_ALT_ADDR", "needs SWITCHBOARD_TURN_ADDR with a specific IP (e.g. 203.0.113.7:3478), not %q", c.TURNAddr)
+		case ip.Unmap().Is4() != alt.Addr().Is4():
+			return badVar("STUN_ALT_ADDR", "%s is not of SWITCHBOARD_TURN_ADDR's address family", alt)
+		case ip.Unmap() == alt.Addr() || port == strconv.Itoa(int(alt.Port())) || alt.Port() == 0:
+			return badVar("STUN_ALT_ADDR", "%s must differ from SWITCHBOARD_TURN_ADDR in both IP and port", alt)
+		}
 	}
 	for _, s := range c.PublicIPSTUN {
 		if _, _, err := net.SplitHostPort(s); err != nil {
