@@ -21,6 +21,8 @@ type chaosPeer struct {
 	// have crossed the cancel (then it is refused, no-such-call, and the call
 	// is up): a client hangs up when that accepted arrives.
 	cancelled string
+	away      bool // in the other room
+	joining   int  // joins sent and not answered: a call before their joined was ended by them
 	log       []string
 }
 
@@ -35,6 +37,9 @@ func (p *chaosPeer) act(typ, id string, extra ...any) {
 		m[extra[i].(string)] = extra[i+1]
 	}
 	p.log = append(p.log, fmt.Sprintf("> %v", m))
+	if typ == "join" {
+		p.joining++
+	}
 	p.send(m)
 }
 
@@ -45,7 +50,12 @@ func (p *chaosPeer) absorb(t *testing.T) {
 		case w := <-p.in:
 			p.log = append(p.log, "< "+string(w.raw))
 			switch w.Type {
+			case "joined":
+				p.joining--
 			case "call":
+				if p.joining > 0 {
+					break
+				}
 				// Only a call of ours the server has not answered yet can be
 				// overtaken by an incoming one: ours then gets error busy.
 				if p.call != "" && !p.asked {
@@ -86,8 +96,8 @@ func (p *chaosPeer) absorb(t *testing.T) {
 	}
 }
 
-// TestCallChaos: four peers call, answer, decline, cancel and hang up at
-// random, against each other and short ring timeouts. Afterwards, once each
+// TestCallChaos: four peers call, answer, decline, cancel, hang up and move
+// between two rooms at random, against each other and short ring timeouts. Afterwards, once each
 // has ended what it believes it is in, no half of any call is left: the hub
 // counts no call, and every peer can call every other one.
 func TestCallChaos(t *testing.T) {
@@ -96,11 +106,27 @@ func TestCallChaos(t *testing.T) {
 	for i := range 4 {
 		ps = append(ps, &chaosPeer{client: join(t, ts, fmt.Sprint("p", i), "chaos")})
 	}
+	defer func() {
+		if t.Failed() {
+			for _, p := range ps {
+				t.Logf("%s: call %q peer %s caller %v active %v asked %v", p.id, p.call, p.peer, p.caller, p.active, p.asked)
+				for _, l := range p.log[max(0, len(p.log)-40):] {
+					t.Logf("   %s", l)
+				}
+			}
+		}
+	}()
 	rng := rand.New(rand.NewPCG(11, 12))
 	for step := range 1500 {
 		p := ps[rng.IntN(len(ps))]
 		p.absorb(t)
 		switch {
+		case rng.IntN(25) == 0:
+			// A move ends the call (the partner hears hangup, left); calls
+			// between the rooms are refused (peer-unavailable).
+			p.away = !p.away
+			p.act("join", "", "room", map[bool]string{false: "chaos", true: "away"}[p.away])
+			p.forget()
 		case p.call == "":
 			o := ps[rng.IntN(len(ps))]
 			if o != p {
@@ -127,19 +153,16 @@ func TestCallChaos(t *testing.T) {
 			time.Sleep(time.Millisecond) // let some ring timeouts happen: not a synchronisation
 		}
 	}
+	for _, p := range ps {
+		if p.away {
+			p.away = false
+			p.act("join", "", "room", "chaos")
+			p.forget()
+		}
+	}
 	// Once the envelopes in flight have arrived and unanswered calls timed out,
 	// the two sides of every call agree: no one believes in a call its partner
 	// has left.
-	defer func() {
-		if t.Failed() {
-			for _, p := range ps {
-				t.Logf("%s: call %q peer %s caller %v active %v asked %v", p.id, p.call, p.peer, p.caller, p.active, p.asked)
-				for _, l := range p.log[max(0, len(p.log)-40):] {
-					t.Logf("   %s", l)
-				}
-			}
-		}
-	}()
 	eventually(t, "both sides of every call agree", func() bool {
 		for _, p := range ps {
 			p.absorb(t)
