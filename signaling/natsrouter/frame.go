@@ -1,0 +1,137 @@
+package natsrouter
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/switchboard-rtc/switchboard/signaling"
+)
+
+// What a node sends another on its node subject (<cluster>.node.<name>): one
+// op byte, then
+//
+//	opSend, opBroadcast: the sending node's name (uvarint length + bytes),
+//	                     then the envelope (signaling.Envelope.AppendBinary)
+//	opState:             JSON stateMsg (membership of the sender's sessions)
+//
+// Heartbeats go to <cluster>.hb as JSON (heartbeat).
+const (
+	opSend      byte = 's'
+	opBroadcast byte = 'b'
+	opState     byte = 'm'
+)
+
+// maxNodeName bounds a node name in a frame (subject tokens are short).
+const maxNodeName = 255
+
+// appendEnvelopeFrame encodes an envelope frame from node.
+func appendEnvelopeFrame(b []byte, op byte, node string, e signaling.Envelope) ([]byte, error) {
+	b = append(b, op)
+	b = binary.AppendUvarint(b, uint64(len(node)))
+	b = append(b, node...)
+	return e.AppendBinary(b)
+}
+
+// parseEnvelopeFrame decodes the body of an opSend/opBroadcast frame (after the
+// op byte). The envelope's Body and Ref alias data.
+func parseEnvelopeFrame(data []byte) (node string, e signaling.Envelope, err error) {
+	n, k := binary.Uvarint(data)
+	if k <= 0 || n > maxNodeName || n > uint64(len(data)-k) {
+		return "", e, errors.New("natsrouter: frame: bad node name")
+	}
+	node = string(data[k : k+int(n)])
+	if !validToken(node) {
+		return "", e, fmt.Errorf("natsrouter: frame: node name %q", node)
+	}
+	if err := e.UnmarshalBinary(data[k+int(n):]); err != nil {
+		return "", e, err
+	}
+	return node, e, nil
+}
+
+// stateMsg tells a peer about the sender's own sessions: a snapshot of all of
+// them (Snap, which replaces what the receiver knew of the node), or changes.
+type stateMsg struct {
+	Node string     `json:"node"`
+	Inc  string     `json:"inc"` // the sender's incarnation (random per start)
+	Snap bool       `json:"snap,omitempty"`
+	Ops  []memberOp `json:"ops"`
+}
+
+// memberOp is one session's registration, room or removal.
+type memberOp struct {
+	Op   string     `json:"op"` // opReg, opJoin, opUnreg
+	ID   string     `json:"id"`
+	Name string     `json:"name,omitempty"`
+	Net  netip.Addr `json:"net,omitzero"`
+	Room string     `json:"room,omitempty"`
+}
+
+const (
+	opReg   = "reg"   // a session exists, in no room yet
+	opJoin  = "join"  // a session is in Room (with its member data)
+	opUnreg = "unreg" // a session ended
+)
+
+// parseState decodes an opState frame (after the op byte) and checks it.
+func parseState(data []byte) (stateMsg, error) {
+	var s stateMsg
+	if err := json.Unmarshal(data, &s); err != nil {
+		return stateMsg{}, fmt.Errorf("natsrouter: state: %w", err)
+	}
+	if !validToken(s.Node) {
+		return stateMsg{}, fmt.Errorf("natsrouter: state: node name %q", s.Node)
+	}
+	for _, o := range s.Ops {
+		switch {
+		case o.Op != opReg && o.Op != opJoin && o.Op != opUnreg:
+			return stateMsg{}, fmt.Errorf("natsrouter: state: op %q", o.Op)
+		case o.ID == "":
+			return stateMsg{}, errors.New("natsrouter: state: op without a session id")
+		}
+	}
+	return s, nil
+}
+
+// heartbeat is a node's periodic "alive" on <cluster>.hb.
+type heartbeat struct {
+	Node string `json:"node"`
+	Inc  string `json:"inc"`
+	// Heard lists the peers whose heartbeats this node gets (and accepts):
+	// a peer that lists us can both hear us and be heard.
+	Heard []string `json:"heard"`
+	// Marks are HMAC-SHA256s (hex) of named secrets keyed by the cluster
+	// secret: equal marks mean equal secrets, without sending them.
+	Marks map[string]string `json:"marks"`
+}
+
+func parseHeartbeat(data []byte) (heartbeat, error) {
+	var h heartbeat
+	if err := json.Unmarshal(data, &h); err != nil {
+		return heartbeat{}, fmt.Errorf("natsrouter: heartbeat: %w", err)
+	}
+	if !validToken(h.Node) || h.Inc == "" {
+		return heartbeat{}, fmt.Errorf("natsrouter: heartbeat: node %q, incarnation %q", h.Node, h.Inc)
+	}
+	return h, nil
+}
+
+// ValidName reports whether s can be a node or cluster name: one NATS subject
+// token of letters, digits, '-' and '_', at most 64 bytes.
+func ValidName(s string) bool { return validToken(s) && len(s) <= 64 }
+
+func validToken(s string) bool {
+	if s == "" || len(s) > maxNodeName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
