@@ -92,14 +92,15 @@ type Envelope struct {
 	Bounced Kind
 }
 
-// bounce is the envelope that tells e's sender why e did not arrive.
-func (e Envelope) bounce(why Reason) Envelope {
+// Bounce is the envelope that tells e's sender why e did not arrive. A Router
+// sends it to e.From when e.From is not empty and e is not a bounce itself.
+func (e Envelope) Bounce(why Reason) Envelope {
 	return Envelope{Kind: KindBounce, From: e.To, To: e.From, Room: e.Room, Ref: e.Ref, Body: e.Body,
 		Reason: why, Bounced: e.Kind}
 }
 
-// bounceFor maps an Endpoint's Deliver error to a bounce reason.
-func bounceFor(err error) Reason {
+// BounceFor maps an Endpoint's Deliver error to the reason of its bounce.
+func BounceFor(err error) Reason {
 	switch {
 	case errors.Is(err, ErrBusy):
 		return BounceBusy

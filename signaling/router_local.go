@@ -122,17 +122,17 @@ func (r *localRouter) send(e Envelope, bounce func(Envelope)) {
 		return
 	case e.InRoom && !inRoom:
 		if e.From != "" {
-			bounce(e.bounce(BounceNotHere))
+			bounce(e.Bounce(BounceNotHere))
 		}
 		return
 	case !ok:
 		if e.From != "" {
-			bounce(e.bounce(BounceGone))
+			bounce(e.Bounce(BounceGone))
 		}
 		return
 	}
 	if err := t.ep.Deliver(e); err != nil && e.From != "" {
-		bounce(e.bounce(bounceFor(err)))
+		bounce(e.Bounce(BounceFor(err)))
 	}
 }
 
@@ -158,7 +158,7 @@ func (r *localRouter) broadcast(e Envelope, bounce func(Envelope)) {
 		if err := t.ep.Deliver(e); err != nil && e.From != "" {
 			f := e
 			f.To = t.id
-			bounce(f.bounce(bounceFor(err)))
+			bounce(f.Bounce(BounceFor(err)))
 		}
 	}
 }
