@@ -3,10 +3,14 @@
 // TC ingress fast path for TURN ChannelData (RFC 8656 §12). User space owns every
 // decision: it adds a flow when a channel binding and its permission are both live and
 // removes it when either ends. This program only forwards packets that match a flow
-// exactly and passes everything else (STUN, unbound channels, indications, fragments,
-// IP options, IPv6 extension headers, GSO, padded ChannelData) up the stack untouched.
+// exactly and hands on everything else (STUN, unbound channels, indications, fragments,
+// IP options, IPv6 extension headers, GSO, ChannelData whose length does not fit)
+// untouched, to the next TCX program or up the stack.
 //
 // Build: go generate ./relay/offload (bpf2go; needs clang, llvm-strip and libbpf-dev).
+// The kernel lets only programs with a GPL-compatible license string call its GPL-only
+// helpers; "Dual MIT/GPL" is one, and this file is offered under either licence (the
+// project's is MIT).
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
