@@ -20,6 +20,18 @@ import (
 type turnServer struct {
 	*proc.Process
 	Addr string // its UDP address on 127.0.0.1
+	// relayPorts is the size of its relay port range, fdLimit its soft
+	// limit on open files (0: unknown); fitLimits checks a load against them.
+	relayPorts int
+	fdLimit    uint64
+}
+
+func newTURNServer(p *proc.Process, addr string, relayPorts int) *turnServer {
+	lim, err := proc.OpenFileLimit(p.PID())
+	if err != nil {
+		lim = 0 // unknown: not checked
+	}
+	return &turnServer{Process: p, Addr: addr, relayPorts: relayPorts, fdLimit: lim}
 }
 
 // CoturnConfig describes a coturn turnserver to start on loopback.
@@ -98,7 +110,7 @@ func startCoturn(ctx context.Context, cfg CoturnConfig) (*turnServer, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	return &turnServer{Process: p, Addr: addr}, nil
+	return newTURNServer(p, addr, cfg.RelayPortMax-cfg.RelayPortMin+1), nil
 }
 
 // stunReady is a proc.Config.Ready that wants a STUN answer at addr.
@@ -106,9 +118,18 @@ func stunReady(addr string) func(context.Context) error {
 	return func(ctx context.Context) error { return loadgen.ProbeSTUN(ctx, addr) }
 }
 
+// relayPorts are the relay port ranges of the Switchboard servers a
+// --compare run starts, one per --offload mode (at most three): beside
+// coturn's 61000-62999 and outside Linux's default ephemeral range
+// (32768-60999) where the generator's sockets get their ports. 2,000 each,
+// twice the largest shape's allocations.
+var relayPorts = []struct{ min, max int }{{63000, 64999}, {30000, 31999}, {28000, 29999}}
+
 // startSwitchboard runs `switchboard serve` on loopback with a relay
-// configured like startCoturn's coturn: 127.0.0.1 only, peers on 127.0.0.0/8.
-func startSwitchboard(ctx context.Context, path, secret string) (*turnServer, error) {
+// configured like startCoturn's coturn: 127.0.0.1 only, peers on
+// 127.0.0.0/8. name labels it; offload, if not "", is its
+// SWITCHBOARD_RELAY_OFFLOAD; slot picks its relay ports (relayPorts).
+func startSwitchboard(ctx context.Context, path, secret, name, offload string, slot int) (*turnServer, error) {
 	if path == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -121,29 +142,32 @@ func startSwitchboard(ctx context.Context, path, secret string) (*turnServer, er
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ports := relayPorts[slot]
+	env := []string{
+		"SWITCHBOARD_TURN_ADDR=" + addr,
+		"SWITCHBOARD_HTTP_ADDR=127.0.0.1:0",
+		"SWITCHBOARD_PUBLIC_IP=127.0.0.1",
+		"SWITCHBOARD_PEER_ALLOW=127.0.0.0/8",
+		"SWITCHBOARD_TURN_SECRET=" + secret,
+		fmt.Sprintf("SWITCHBOARD_RELAY_PORTS=%d-%d", ports.min, ports.max),
+		"SWITCHBOARD_LOG_LEVEL=warn",
+		// Every run releases its allocations, so a stop has nothing to wait for;
+		// this only bounds a stop after an interrupted run.
+		"SWITCHBOARD_DRAIN_TIMEOUT=2s",
+	}
+	if offload != "" {
+		env = append(env, "SWITCHBOARD_RELAY_OFFLOAD="+offload)
+	}
 	p, err := proc.Start(ctx, proc.Config{
-		Name: "switchboard",
-		Path: path,
-		Args: []string{"serve"},
-		Env: []string{
-			"SWITCHBOARD_TURN_ADDR=" + addr,
-			"SWITCHBOARD_HTTP_ADDR=127.0.0.1:0",
-			"SWITCHBOARD_PUBLIC_IP=127.0.0.1",
-			"SWITCHBOARD_PEER_ALLOW=127.0.0.0/8",
-			"SWITCHBOARD_TURN_SECRET=" + secret,
-			// Beside coturn's 61000-62999, above Linux's default ephemeral range
-			// (32768-60999) where the generator's sockets get their ports.
-			"SWITCHBOARD_RELAY_PORTS=63000-64999",
-			"SWITCHBOARD_LOG_LEVEL=warn",
-			// Every run releases its allocations, so a stop has nothing to wait for;
-			// this only bounds a stop after an interrupted run.
-			"SWITCHBOARD_DRAIN_TIMEOUT=2s",
-		},
+		Name:        name,
+		Path:        path,
+		Args:        []string{"serve"},
+		Env:         env,
 		Ready:       stunReady(addr),
 		StopTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &turnServer{Process: p, Addr: addr}, nil
+	return newTURNServer(p, addr, ports.max-ports.min+1), nil
 }

@@ -14,8 +14,8 @@ import (
 // sample is one reading of the process and machine counters a TURN run
 // compares before and after its measured phase.
 type sample struct {
-	server, self, busy time.Duration
-	cpus               int
+	server, self       time.Duration
+	cpu                proc.CPUTimes // the machine, all CPUs
 	rcvbuf, backlog    uint64
 	srvDrops, genDrops map[uint64]uint64 // per socket inode
 }
@@ -39,8 +39,9 @@ func meter(serverPID int) loadgen.Meter {
 				ServerCPU:            after.server - before.server,
 				ServerMeasured:       serverPID > 0,
 				GeneratorCPU:         after.self - before.self,
-				MachineBusy:          after.busy - before.busy,
-				CPUs:                 after.cpus,
+				MachineBusy:          after.cpu.Sub(before.cpu).Busy(),
+				MachineSoftIRQ:       after.cpu.Sub(before.cpu).SoftIRQ,
+				CPUs:                 after.cpu.CPUs,
 				UDPRcvbufErrors:      after.rcvbuf - before.rcvbuf,
 				BacklogDrops:         after.backlog - before.backlog,
 				ServerSocketDrops:    proc.DropsSince(before.srvDrops, after.srvDrops),
@@ -68,7 +69,7 @@ func read(serverPID int) (sample, error) {
 	if s.genDrops, err = proc.SocketDrops(os.Getpid()); err != nil {
 		return s, err
 	}
-	if s.busy, s.cpus, err = proc.MachineBusy(); err != nil {
+	if s.cpu, err = proc.ReadCPUTimes(); err != nil {
 		return s, err
 	}
 	if s.rcvbuf, err = proc.UDPRcvbufErrors(); err != nil {

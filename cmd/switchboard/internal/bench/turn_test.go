@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +25,88 @@ func smallLoad() loadgen.Config {
 // TestTURNServer loads Switchboard's relay, in this process, the way
 // `switchboard bench turn --server --secret --pid` loads a running one.
 func TestTURNServer(t *testing.T) {
+	addr := startRelay(t)
+	var out bytes.Buffer
+	err := TURN(t.Context(), TURNConfig{Load: smallLoad(), Server: addr, Secret: testSecret, PID: os.Getpid(), WaitIdle: 2}, &out)
+	if err != nil {
+		t.Fatalf("TURN: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"bench turn: 2 allocations (ChannelData), 100-byte payloads, open loop, clients send 2000 packets/s, echo peers on 127.0.0.2 (both directions relayed), 300ms per run\n",
+		" round  server                      pps  loss %  server µs/pkt  gen µs/pkt  machine µs/pkt  CPUs busy  other %  srv drops  gen drops  backlog drops  softirq µs/pkt   p50 µs   p99 µs\n",
+		"     1  " + addr,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("TURN output lacks %q:\n%s", want, got)
+		}
+	}
+	// The new columns are filled: softirq a number (it may be 0.00 on an
+	// idle machine), the latencies measured. Their values are the
+	// machine's, not checked.
+	for line := range strings.SplitSeq(got, "\n") {
+		if !strings.HasPrefix(line, "     1  ") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 15 {
+			t.Fatalf("row has %d columns, want 15: %q", len(f), line)
+		}
+		if _, err := strconv.ParseFloat(f[12], 64); err != nil {
+			t.Errorf("softirq µs/pkt %q is not a number: %q", f[12], line)
+		}
+		for _, c := range f[13:] {
+			if v, err := strconv.ParseFloat(c, 64); err != nil || v <= 0 {
+				t.Errorf("latency column %q is not a positive number: %q", c, line)
+			}
+		}
+	}
+}
+
+// TestTURNShapes runs every shape preset against the in-process relay in
+// single-server mode, scaled down so it stays short: a section per shape,
+// each with its row.
+func TestTURNShapes(t *testing.T) {
+	addr := startRelay(t)
+	shapes, err := ParseShape("all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Scaled-down copies: same names, fewer allocations and packets.
+	var small []Shape
+	for _, sh := range shapes {
+		load := sh.Load(loadgen.Config{})
+		sh.apply = func(c *loadgen.Config) {
+			if sh.Fixed {
+				c.Allocations, c.Peers, c.Rate, c.PayloadSize, c.PayloadMax = 4, 2, 400, load.PayloadSize, load.PayloadMax
+			}
+		}
+		small = append(small, sh)
+	}
+	load := smallLoad()
+	load.Rate, load.Window = 0, 8 // the default shape: the closed loop
+	var out bytes.Buffer
+	if err := TURN(t.Context(), TURNConfig{Load: load, Shapes: small, Server: addr, Secret: testSecret}, &out); err != nil {
+		t.Fatalf("TURN: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"shape default: ", "closed loop, 8 packets in flight per allocation",
+		"shape many-slow: many slow flows", "payloads of 60-1200 bytes",
+		"shape video: 1,000 allocations at video rates", "payloads of 900-1200 bytes",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("TURN output lacks %q:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "\n     1  "+addr); n != 3 {
+		t.Errorf("%d rows, want one per shape:\n%s", n, got)
+	}
+}
+
+// startRelay starts Switchboard's relay in this process and returns its address.
+func startRelay(t *testing.T) string {
+	t.Helper()
 	srv, err := relay.New(relay.Config{
 		ListenAddr: "127.0.0.1:0",
 		Secrets:    []string{testSecret},
@@ -36,22 +120,33 @@ func TestTURNServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	addr := srv.UDPAddr().String()
+	return srv.UDPAddr().String()
+}
 
-	var out bytes.Buffer
-	err = TURN(t.Context(), TURNConfig{Load: smallLoad(), Server: addr, Secret: testSecret, PID: os.Getpid(), WaitIdle: 2}, &out)
-	if err != nil {
-		t.Fatalf("TURN: %v\n%s", err, out.String())
+// TestOffloadUnavailable: a switchboard that refuses to start with
+// SWITCHBOARD_RELAY_OFFLOAD=require is reported with its reason and the
+// comparison goes on without it (here, with nothing left, it ends).
+func TestOffloadUnavailable(t *testing.T) {
+	needCoturn(t)
+	fake := filepath.Join(t.TempDir(), "switchboard")
+	script := "#!/bin/sh\necho \"switchboard: SWITCHBOARD_RELAY_OFFLOAD=$SWITCHBOARD_RELAY_OFFLOAD: the kernel fast path did not load: no BTF\" >&2\nexit 1\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	got := out.String()
-	for _, want := range []string{
-		"bench turn: 2 allocations (ChannelData), 100-byte payloads, open loop, clients send 2000 packets/s, echo peers on 127.0.0.2 (both directions relayed), 300ms per run\n",
-		" round  server                      pps  loss %  server µs/pkt  gen µs/pkt  machine µs/pkt  CPUs busy  other %  srv drops  gen drops  backlog drops\n",
-		"     1  " + addr,
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("TURN output lacks %q:\n%s", want, got)
-		}
+	var out bytes.Buffer
+	err := TURN(t.Context(), TURNConfig{Load: smallLoad(), Compare: true, Rounds: 1, Switchboard: fake, Offload: []string{"require"}}, &out)
+	if err == nil || !strings.Contains(err.Error(), "no switchboard server started") {
+		t.Errorf("TURN = %v, want no switchboard server started", err)
+	}
+	want := "offload unavailable: switchboard: SWITCHBOARD_RELAY_OFFLOAD=require: the kernel fast path did not load: no BTF\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+	// Any other mode that fails to start is an error, not a skipped server.
+	out.Reset()
+	err = TURN(t.Context(), TURNConfig{Load: smallLoad(), Compare: true, Rounds: 1, Switchboard: fake, Offload: []string{"off"}}, &out)
+	if err == nil || !strings.Contains(err.Error(), "switchboard/off not ready") {
+		t.Errorf("TURN(off) = %v, want switchboard/off not ready", err)
 	}
 }
 
@@ -131,7 +226,7 @@ func TestStartCoturnErrors(t *testing.T) {
 	if err != nil {
 		t.Skipf("no false(1) on PATH: %v", err)
 	}
-	if _, err := startSwitchboard(t.Context(), falsePath, "x"); err == nil || !strings.Contains(err.Error(), "process exited") {
+	if _, err := startSwitchboard(t.Context(), falsePath, "x", "switchboard", "", 0); err == nil || !strings.Contains(err.Error(), "process exited") {
 		t.Errorf("startSwitchboard(false) = %v, want process exited", err)
 	}
 }
