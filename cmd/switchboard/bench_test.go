@@ -20,6 +20,11 @@ func TestBenchFlags(t *testing.T) {
 		{"turn: no server", []string{"turn"}, "need --server and --secret, or --compare"},
 		{"turn: compare with server", []string{"turn", "--compare", "--server", "127.0.0.1:3478"}, "drop --server and --pid"},
 		{"turn: bad flag", []string{"turn", "--nope"}, "flag provided but not defined: -nope"},
+		{"turn: shape", []string{"turn", "--shape", "huge"}, `--shape "huge": want default|many-slow|video|all`},
+		{"turn: shape overrides a flag", []string{"turn", "--shape", "many-slow", "--allocations", "50"}, "--shape many-slow sets --allocations itself"},
+		{"turn: all shapes override a flag", []string{"turn", "--shape", "all", "--size", "200"}, "--shape all sets --size itself"},
+		{"turn: offload mode", []string{"turn", "--compare", "--offload", "fast"}, `--offload "fast": want auto, off, require or both`},
+		{"turn: offload without compare", []string{"turn", "--offload", "both"}, "--offload needs --compare"},
 		{"signaling: odd sessions", []string{"signaling", "--sessions", "3"}, "--sessions 3: want an even number >= 2"},
 		{"signaling: rate", []string{"signaling", "--rate", "0"}, "want rate > 0 and duration in (0, 10m]"},
 		{"signaling: runs", []string{"signaling", "--runs", "21"}, "--runs 21 out of range 1-20"},
@@ -48,7 +53,7 @@ func TestBenchHelp(t *testing.T) {
 		kind  string
 		flags []string
 	}{
-		{"turn", []string{"-compare", "-rounds", "-coturn-threads", "-size-max", "-wait-idle", "-sink"}},
+		{"turn", []string{"-compare", "-rounds", "-coturn-threads", "-size-max", "-wait-idle", "-sink", "-shape", "-offload"}},
 		{"signaling", []string{"usage: switchboard bench signaling [flags]", "-sessions", "-peerjs-dir", "-server-env", "-client-cpuprofile", "-settle"}},
 	} {
 		var stdout, stderr bytes.Buffer

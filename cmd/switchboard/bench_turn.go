@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,6 +39,8 @@ func benchTURN(ctx context.Context, args []string, stdout io.Writer) error {
 		maxPackets  = fs.Uint64("max-packets", 20_000_000, "cap on packets sent per measured run")
 		sink        = fs.Bool("sink", false, "peers do not echo: relay client→peer only (needs --rate)")
 		waitIdle    = fs.Float64("wait-idle", 0, "before each run wait (up to 30s) until all CPUs together were at most this busy (0-1), for shared machines; 0: no wait")
+		shape       = fs.String("shape", "default", "load shape: default (the flags' load, by default the closed loop), many-slow (200 allocations, 8 peers, 30000 pps offered, 60-1200 B), video (1000 allocations at 30 pps of 900-1200 B), or all of them in turn")
+		offload     = fs.String("offload", "", "with --compare: switchboard's SWITCHBOARD_RELAY_OFFLOAD: auto, off, require, or both (off and require side by side; require is skipped with the reason where the kernel fast path cannot load); default unset (the server's default, auto)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -52,6 +55,37 @@ func benchTURN(ctx context.Context, args []string, stdout io.Writer) error {
 	if *rounds < 1 || *rounds > 100 {
 		return fmt.Errorf("--rounds %d out of range 1-100", *rounds)
 	}
+	shapes, err := bench.ParseShape(*shape)
+	if err != nil {
+		return err
+	}
+	// A fixed shape sets the load itself: a flag it would override is a
+	// mistake worth stopping for, not a silent surprise in the figures.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, sh := range shapes {
+		if !sh.Fixed {
+			continue
+		}
+		for _, f := range []string{"allocations", "peers", "size", "size-max", "rate", "sink"} {
+			if set[f] {
+				return fmt.Errorf("--shape %s sets --%s itself; drop --%s or use --shape default", *shape, f, f)
+			}
+		}
+	}
+	var modes []string
+	switch *offload {
+	case "":
+	case "auto", "off", "require":
+		modes = []string{*offload}
+	case "both":
+		modes = []string{"off", "require"}
+	default:
+		return fmt.Errorf("--offload %q: want auto, off, require or both", *offload)
+	}
+	if modes != nil && !*compare {
+		return errors.New("--offload needs --compare (it sets the environment of the switchboard it starts)")
+	}
 	return bench.TURN(ctx, bench.TURNConfig{
 		Load: loadgen.Config{
 			Allocations: *allocations,
@@ -65,6 +99,8 @@ func benchTURN(ctx context.Context, args []string, stdout io.Writer) error {
 			MaxPackets:  *maxPackets,
 			SinkOnly:    *sink,
 		},
+		Shapes:      shapes,
+		Offload:     modes,
 		Server:      *server,
 		Secret:      *secret,
 		PID:         *pid,
