@@ -17,6 +17,7 @@ type env struct {
 	cfg    Config
 	log    *slog.Logger
 	router Router
+	dir    Directory
 	// epoch is (just before) New's time.Now(): per-session deadlines are stored as int64
 	// nanoseconds since it (see mono), monotonic like time.Time's but a third of
 	// the size, in structs the hub holds one of per idle session.

@@ -32,7 +32,6 @@ type Hub struct {
 	// Static after New.
 	accept    *websocket.AcceptOptions
 	creds     *ipLimiter // nil with AuthSecret (tokens gate issuance instead)
-	dir       Directory
 	heartbeat heartbeat
 	handlers  handlers
 
@@ -62,9 +61,12 @@ func New(cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{cfg: cfg, log: cfg.Logger, router: cfg.Router}
+	e := &env{cfg: cfg, log: cfg.Logger, router: cfg.Router, dir: cfg.Directory}
 	if e.router == nil {
 		e.router = NewLocalRouter()
+	}
+	if e.dir == nil {
+		e.dir = NewLocalDirectory()
 	}
 	e.epoch = time.Now().Add(-time.Nanosecond) // mono is > 0 from New on: 0 stays free for "never"
 	e.work = make(chan func())
@@ -73,7 +75,6 @@ func New(cfg Config) (*Hub, error) {
 	e.ring.m = make(map[*half]*session)
 	h := &Hub{
 		env:       e,
-		dir:       cfg.Directory,
 		links:     make(map[*link]struct{}),
 		pending:   make(map[*link]struct{}),
 		pendingIP: make(map[netip.Addr]int),
@@ -84,9 +85,6 @@ func New(cfg Config) (*Hub, error) {
 			Timeout:  cfg.PongTimeout.Milliseconds(),
 		},
 		handlers: newHandlers(),
-	}
-	if h.dir == nil {
-		h.dir = NewLocalDirectory()
 	}
 	h.accept = &websocket.AcceptOptions{
 		OriginPatterns:  cfg.AllowedOrigins,

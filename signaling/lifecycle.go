@@ -107,6 +107,7 @@ func (h *Hub) startSession(l *link, s *session, m *inMsg, servers []ICEServer, n
 		return errf(codeRoomFull, "room %q is full", s.room)
 	}
 	s.announce(s.room, others, peerJoined(s))
+	h.dir.Add(s.resume, s.id)
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
@@ -114,7 +115,6 @@ func (h *Hub) startSession(l *link, s *session, m *inMsg, servers []ICEServer, n
 		return errf(codeServerFull, "server is restarting")
 	}
 	h.sessions[s.id] = s
-	h.dir.Add(s.resume, s.id)
 	s.refreshAt = h.refreshTime(now, exp)
 	h.grantLocked(s, cl, now)
 	s.mu.Lock()
@@ -174,19 +174,27 @@ func (h *Hub) resume(l *link, m *inMsg, cl *claims) bool {
 	s.mu.Unlock()
 	peers := s.peerList(h.router.Members(room))
 
+	if cl != nil && cl.Subject != s.subject() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return fail(closeResumeFailed, reasonResumeFailed, "resume unknown or expired")
+	}
+	// The attempt is checked (and recorded) before Hub.mu: a cluster's
+	// Directory may take a round trip. s.handling orders resumes of s.
+	if !h.dir.Accept(s.resume, m.Attempt) {
+		h.st.staleResumes.Add(1)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return fail(closeReplaced, reasonReplaced, "a newer connection resumed this session")
+	}
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
 		return false
 	}
-	if h.sessions[s.id] != s || s.ended || (cl != nil && cl.Subject != s.subject()) {
+	if h.sessions[s.id] != s || s.ended {
 		defer h.mu.Unlock()
 		return fail(closeResumeFailed, reasonResumeFailed, "resume unknown or expired")
-	}
-	if !h.dir.Accept(s.resume, m.Attempt) {
-		defer h.mu.Unlock()
-		h.st.staleResumes.Add(1)
-		return fail(closeReplaced, reasonReplaced, "a newer connection resumed this session")
 	}
 	// Take the old link away first: from here its writer can no longer move s.sent.
 	old := s.link
@@ -252,16 +260,15 @@ func (h *Hub) detachLocked(s *session) {
 	l.liveIdx = -1
 }
 
-// endLocked takes s out of the hub (sessions, directory, grace set) and cuts its
-// link; false if it was already. The caller then calls s.end without Hub.mu,
-// which tells the others through the Router.
+// endLocked takes s out of the hub (sessions, grace set) and cuts its link;
+// false if it was already. The caller then calls s.end without Hub.mu, which
+// removes s from the Directory and tells the others through the Router.
 func (h *Hub) endLocked(s *session) bool {
 	if s.ended {
 		return false
 	}
 	s.ended = true
 	delete(h.sessions, s.id)
-	h.dir.Remove(s.resume)
 	delete(h.away, s)
 	if l := s.link; l != nil {
 		h.detachLocked(s)

@@ -154,8 +154,9 @@ type Router interface {
 
 // Directory maps resume tokens to sessions, so that a client whose link dropped
 // finds its session again. NewLocalDirectory serves one node; a cluster
-// implements it over shared storage. Methods must not block for long: the hub
-// calls Accept with its lock held.
+// implements it over shared storage. Methods may take a round trip: the hub
+// never calls them with its lock held (a resume holds only its session's
+// handling lock, so resumes of one session are serialized).
 type Directory interface {
 	// Add records token as the resume token of session id.
 	Add(token, id string)
@@ -164,7 +165,8 @@ type Directory interface {
 	// Accept records that a resume with attempt (hello.attempt) of token is
 	// taking place. It refuses (false) a stale attempt: one not zero and not
 	// above the highest attempt accepted so far. Zero (clients that do not
-	// count) is always accepted and changes nothing.
+	// count) is always accepted and changes nothing; so is an unknown token
+	// (not stale: the caller finds its session gone).
 	Accept(token string, attempt uint64) bool
 	// Remove forgets token: its session has ended.
 	Remove(token string)

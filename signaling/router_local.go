@@ -206,9 +206,7 @@ func (d *localDirectory) Accept(token string, attempt uint64) bool {
 	defer d.mu.Unlock()
 	e, ok := d.m[token]
 	switch {
-	case !ok:
-		return false
-	case attempt == 0:
+	case !ok, attempt == 0:
 		return true
 	case attempt <= e.attempt:
 		return false

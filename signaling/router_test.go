@@ -137,8 +137,11 @@ func TestLocalDirectory(t *testing.T) {
 		}
 	}
 	d.Remove("tok")
-	if _, ok := d.Lookup("tok"); ok || d.Accept("tok", 9) {
+	if _, ok := d.Lookup("tok"); ok {
 		t.Fatal("token still known after Remove")
+	}
+	if !d.Accept("tok", 1) {
+		t.Fatal("Accept of an unknown token = false, want true (gone, not stale)")
 	}
 }
 

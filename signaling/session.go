@@ -387,12 +387,13 @@ func (s *session) writeLoop(l *link) {
 }
 
 // end ends s for good, after Hub.endLocked took it out of the hub's sets: the
-// router forgets it, its call partner hears a hangup, its room peer-left, and
+// directory and the router forget it, its call partner hears a hangup, its room peer-left, and
 // each sender of messages it never confirmed one BounceLost saying how many.
 //
 // Unconfirmed means above the client's ack, except after a goodbye close
 // (graceful): then what was written before it counts as delivered.
 func (s *session) end(why string, graceful bool) {
+	s.e.dir.Remove(s.resume)
 	r := s.e.router
 	r.Unregister(s.id) // from here on, envelopes to s bounce BounceGone
 	s.mu.Lock()
@@ -415,8 +416,8 @@ func (s *session) end(why string, graceful bool) {
 	s.queue, s.qbytes = nil, 0
 	s.mu.Unlock()
 	if c != nil {
-		s.e.callOver(c)
 		s.sendControl(c.peer, control{Op: opHangup, Call: c.id, Reason: wire.ReasonLeft})
+		s.e.callOver(c)
 	}
 	r.Broadcast(Envelope{Kind: KindClient, Room: room, Body: peerLeftBody(s.id, why)})
 	for from, n := range lost {
