@@ -45,6 +45,7 @@ type app struct {
 	certs   *certSource // nil: TLS off
 	invites *signaling.InviteStore
 	signin  *signaling.SignIn
+	cluster *clusterNode // nil: single node (cluster.go)
 
 	// Set by start before any listener serves; read-only afterwards.
 	relay     *relay.Server
@@ -107,7 +108,11 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		a.cfg.Domain = certs.domain
 	}
 
+	if a.cluster, err = startCluster(a.cfg, log, a.reg); err != nil {
+		return nil, err
+	}
 	hub, err := signaling.New(signaling.Config{
+		Router:         a.cluster.hubRouter(),
 		ICE:            iceProvider{a: a},
 		NoLobby:        !cfg.Lobby,
 		MaxRoomSize:    cfg.MaxRoomSize,
@@ -121,6 +126,7 @@ func newApp(cfg Config, log *slog.Logger) (*app, error) {
 		Logger:         log.With("component", "signaling"),
 	})
 	if err != nil {
+		a.cluster.close()
 		return nil, err // already "signaling: ..."
 	}
 	a.hub = hub
@@ -411,6 +417,7 @@ func (a *app) close() error {
 			}
 		}
 		errs = append(errs, a.hub.Close())
+		a.cluster.close()
 		if a.relay != nil {
 			errs = append(errs, a.relay.Close())
 		}

@@ -83,6 +83,16 @@ type Config struct {
 	DataDir      string `env:"DATA_DIR" help:"Directory for state kept across restarts: invite links' use counts and their revocation. Empty: the directory that holds ACME_CACHE (/var/lib/switchboard in the Docker image and the systemd unit)."`
 	PublicURL    string `env:"PUBLIC_URL" help:"The URL people open, printed at start and in invite links (e.g. https://call.example.com/). Empty: https://DOMAIN/ with TLS (the router forwards 443 to HTTPS_ADDR), else http://localhost:PORT/."`
 
+	// Cluster mode (cluster.go): several nodes as one service over NATS.
+	ClusterMode      clusterMode `env:"CLUSTER" envDefault:"off" help:"off: one node, no NATS, no extra port. embedded: run a NATS server inside each node, clustered over CLUSTER_LISTEN and CLUSTER_ROUTES. external: connect to your NATS at NATS_URL."`
+	NodeName         string      `env:"NODE_NAME" help:"This node's name in the cluster: letters, digits, - and _, unique per node. Default: the host name (dots become -)."`
+	ClusterName      string      `env:"CLUSTER_NAME" envDefault:"switchboard" help:"Cluster name, the prefix of every NATS subject it uses (letters, digits, - and _): two clusters may share one NATS under different names."`
+	ClusterListen    string      `env:"CLUSTER_LISTEN" envDefault:":6222" help:"embedded: the NATS route listener (host:port) the other nodes connect to; authenticated with CLUSTER_SECRET."`
+	ClusterRoutes    strList     `env:"CLUSTER_ROUTES" help:"embedded: every node's route URL, comma-separated (nats://host:port), the same list on every node, this node's own included."`
+	ClusterAdvertise string      `env:"CLUSTER_ADVERTISE" help:"embedded: the route address (host:port) given to the other nodes when CLUSTER_LISTEN is not reachable as such (NAT, containers). Empty: CLUSTER_LISTEN."`
+	ClusterSecret    secret      `env:"CLUSTER_SECRET" help:"Required in cluster mode, at least 16 characters, the same on every node: authenticates the NATS routes (embedded) and lets nodes detect a peer with a different TURN_SECRET or AUTH_SECRET (it is refused)."`
+	NATSURL          secret      `env:"NATS_URL" help:"external: the NATS server URLs, comma-separated (nats://user:password@host:4222, tls://host:4222 for TLS)."`
+
 	// Operation.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"25s" help:"On SIGTERM, how long running TURN allocations may go on before exit; the wait ends sooner once nothing has been relayed for 10s (the browsers are gone). Docker's stop grace must be longer."`
 	LogLevel     slog.Level    `env:"LOG_LEVEL" envDefault:"info" help:"Log level: debug, info, warn or error."`
@@ -372,7 +382,7 @@ func (c *Config) validate() error {
 	default:
 		return badVar("LOG_FORMAT", "%q: want text or json", c.LogFormat)
 	}
-	return nil
+	return c.validateCluster()
 }
 
 // checkAddr accepts host:port with a numeric port (0 picks a free one).

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-rtc/switchboard/signaling/routertest"
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
+)
+
+const testClusterSecret = "cluster-secret-0123456789"
+
+// TestClusterConfig: each bad cluster setting stops start-up with one line
+// naming its variable; good ones pass, and cluster settings are ignored when
+// the mode is off.
+func TestClusterConfig(t *testing.T) {
+	base := func(kv ...string) map[string]string {
+		m := map[string]string{
+			"SWITCHBOARD_CLUSTER":        "embedded",
+			"SWITCHBOARD_TURN_SECRET":    "turn-secret-0123456789",
+			"SWITCHBOARD_CLUSTER_SECRET": testClusterSecret,
+			"SWITCHBOARD_CLUSTER_ROUTES": "nats://10.0.0.1:6222,nats://10.0.0.2:6222",
+			"SWITCHBOARD_NODE_NAME":      "node-1",
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				delete(m, "SWITCHBOARD_"+kv[i])
+			} else {
+				m["SWITCHBOARD_"+kv[i]] = kv[i+1]
+			}
+		}
+		return m
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string // "": valid
+	}{
+		{"embedded ok", base(), ""},
+		{"external ok", base("CLUSTER", "external", "CLUSTER_ROUTES", "", "NATS_URL", "nats://u:p@10.0.0.9:4222,tls://10.0.0.8:4222"), ""},
+		{"off ignores the rest", base("CLUSTER", "off", "TURN_SECRET", "", "CLUSTER_SECRET", "short", "NODE_NAME", "a.b"), ""},
+		{"default off", map[string]string{}, ""},
+		{"unknown mode", base("CLUSTER", "mesh"), "SWITCHBOARD_CLUSTER"},
+		{"no turn secret", base("TURN_SECRET", ""), "SWITCHBOARD_TURN_SECRET"},
+		{"no cluster secret", base("CLUSTER_SECRET", ""), "SWITCHBOARD_CLUSTER_SECRET"},
+		{"short cluster secret", base("CLUSTER_SECRET", "0123456789abcde"), "SWITCHBOARD_CLUSTER_SECRET"},
+		{"node name with a dot", base("NODE_NAME", "a.b"), "SWITCHBOARD_NODE_NAME"},
+		{"node name with a space", base("NODE_NAME", "a b"), "SWITCHBOARD_NODE_NAME"},
+		{"cluster name wildcard", base("CLUSTER_NAME", "sb.*"), "SWITCHBOARD_CLUSTER_NAME"},
+		{"no routes", base("CLUSTER_ROUTES", ""), "SWITCHBOARD_CLUSTER_ROUTES"},
+		{"route not nats", base("CLUSTER_ROUTES", "http://10.0.0.1:6222"), "SWITCHBOARD_CLUSTER_ROUTES"},
+		{"route without port", base("CLUSTER_ROUTES", "nats://10.0.0.1"), "SWITCHBOARD_CLUSTER_ROUTES"},
+		{"route with credentials", base("CLUSTER_ROUTES", "nats://u:p@10.0.0.1:6222"), "SWITCHBOARD_CLUSTER_ROUTES"},
+		{"bad listen", base("CLUSTER_LISTEN", "6222"), "SWITCHBOARD_CLUSTER_LISTEN"},
+		{"bad advertise", base("CLUSTER_ADVERTISE", "host"), "SWITCHBOARD_CLUSTER_ADVERTISE"},
+		{"external without url", base("CLUSTER", "external"), "SWITCHBOARD_NATS_URL"},
+		{"external http url", base("CLUSTER", "external", "NATS_URL", "http://10.0.0.9:4222"), "SWITCHBOARD_NATS_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfigMap(tt.env)
+			if tt.wantVar == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			var ce *configError
+			if !errors.As(err, &ce) || ce.Var != tt.wantVar {
+				t.Fatalf("got %v, want an error naming %s", err, tt.wantVar)
+			}
+			if strings.Contains(ce.Error(), "\n") || strings.Contains(ce.Error(), "u:p@") {
+				t.Fatalf("error %q: want one line without the URL's password", ce.Error())
+			}
+		})
+	}
+	t.Run("node name defaults to the host name", func(t *testing.T) {
+		cfg, err := parseConfigMap(base("NODE_NAME", ""))
+		h, _ := os.Hostname()
+		if err == nil && cfg.NodeName != strings.ReplaceAll(h, ".", "-") {
+			t.Fatalf("NODE_NAME %q, want the host name %q with dots as -", cfg.NodeName, h)
+		}
+		if err != nil && !strings.Contains(err.Error(), "SWITCHBOARD_NODE_NAME") {
+			t.Fatalf("host name %q not usable, but the error does not say NODE_NAME: %v", h, err)
+		}
+	})
+}
+
+// TestClusterOffIsSingleNode: by default nothing of the cluster exists: no
+// NATS, no listener, the hub's own router.
+func TestClusterOffIsSingleNode(t *testing.T) {
+	a := startStack(t, nil)
+	if a.cluster != nil {
+		t.Fatal("cluster started with SWITCHBOARD_CLUSTER unset")
+	}
+	for name := range scrape(t, a.httpURL()+"/metrics") {
+		if strings.HasPrefix(name, "switchboard_cluster_") {
+			t.Errorf("/metrics has %s in single-node mode", name)
+		}
+	}
+}
+
+// loopbackPorts reserves n free loopback TCP ports.
+func loopbackPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+	}
+	return ports
+}
+
+// TestClusterStacks: three whole servers (relay, hub, web, metrics) in one
+// process with SWITCHBOARD_CLUSTER=embedded on loopback: clients on different
+// nodes meet in a room, signal and call; /metrics counts the peers and the
+// routed envelopes.
+func TestClusterStacks(t *testing.T) {
+	ports := loopbackPorts(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	turn := stackDefaults(t)["SWITCHBOARD_TURN_SECRET"]
+	apps := make([]*app, 3)
+	for i := range apps {
+		apps[i] = startStack(t, map[string]string{
+			"CLUSTER":        "embedded",
+			"NODE_NAME":      fmt.Sprintf("node%d", i+1),
+			"CLUSTER_LISTEN": fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			"CLUSTER_ROUTES": strings.Join(routes, ","),
+			"CLUSTER_SECRET": testClusterSecret,
+			"TURN_SECRET":    turn,
+		})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), routertest.WaitFor)
+	defer cancel()
+	for _, a := range apps {
+		if err := a.cluster.waitPeers(ctx, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	alice := routertest.Dial(t, apps[0].httpURL(), "alice", "team")
+	routertest.Eventually(t, "node 2 knows alice", func() bool { return len(apps[1].cluster.router.Members("team")) == 1 })
+	bob := routertest.Dial(t, apps[1].httpURL(), "bob", "team")
+	if len(bob.Welcome.Peers) != 1 || bob.Welcome.Peers[0].ID != alice.ID {
+		t.Fatalf("bob's welcome peers %+v, want alice", bob.Welcome.Peers)
+	}
+	alice.Expect(wire.TypePeerJoined)
+
+	alice.Send(wire.Call{Type: wire.TypeCall, To: bob.ID, Call: "x"})
+	bob.Expect(wire.TypeCall)
+	alice.Expect(wire.TypeRinging)
+	bob.Send(wire.CallAction{Type: wire.TypeAccept, Call: "x"})
+	bob.Expect(wire.TypeAccepted)
+	alice.Expect(wire.TypeAccepted)
+	bob.Send(wire.Signal{Type: wire.TypeSignal, To: alice.ID, Data: []byte(`{"sdp":"answer"}`)})
+	if m := alice.Expect(wire.TypeSignal); m.From != bob.ID {
+		t.Fatalf("alice got %+v", m)
+	}
+	bob.Send(wire.CallAction{Type: wire.TypeHangup, Call: "x"})
+	alice.Expect(wire.TypeHangup)
+
+	fams := scrape(t, apps[0].httpURL()+"/metrics")
+	value := func(name string) float64 {
+		f := fams[name]
+		if f == nil || len(f.Metric) != 1 {
+			t.Fatalf("/metrics of node 1 lacks %s", name)
+		}
+		if g := f.Metric[0].GetGauge(); g != nil {
+			return g.GetValue()
+		}
+		return f.Metric[0].GetCounter().GetValue()
+	}
+	if v := value("switchboard_cluster_peers"); v != 2 {
+		t.Errorf("switchboard_cluster_peers = %v, want 2", v)
+	}
+	if v := value("switchboard_cluster_nodes_seen_total"); v != 2 {
+		t.Errorf("switchboard_cluster_nodes_seen_total = %v, want 2", v)
+	}
+	// Out of node 1: alice's invite. In: bob's peer-joined, ringing,
+	// accept, signal and hangup.
+	if out, in := value("switchboard_cluster_routed_out_total"), value("switchboard_cluster_routed_in_total"); out < 1 || in < 5 {
+		t.Errorf("routed out %v, in %v: want at least 1 and 5", out, in)
+	}
+}
