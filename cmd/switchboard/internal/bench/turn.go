@@ -100,6 +100,7 @@ func TURN(ctx context.Context, cfg TURNConfig, w io.Writer) error {
 				fmt.Fprintf(w, "shape %s: %s\n", sh.Name, sh.About)
 			}
 			describe(w, load)
+			legend(w)
 			header(w)
 			row(w, "1", cfg.Server, res)
 			fmt.Fprintln(w)
@@ -155,7 +156,8 @@ func TURN(ctx context.Context, cfg TURNConfig, w io.Writer) error {
 		names = append(names, s.Name)
 		pids = append(pids, fmt.Sprintf("%s pid %d at %s", s.Name, s.PID(), s.Addr))
 	}
-	fmt.Fprintf(w, "%s\n\n", strings.Join(pids, "; "))
+	fmt.Fprintf(w, "%s\n", strings.Join(pids, "; "))
+	legend(w)
 
 	var all []shapeResult
 	for _, sh := range shapes {
@@ -166,6 +168,7 @@ func TURN(ctx context.Context, cfg TURNConfig, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "shape %s: %s\n", sh.Name, sh.About)
 		describe(w, load)
+		fmt.Fprintln(w)
 		results := map[string][]loadgen.Result{}
 		header(w)
 		for r := range cfg.Rounds {

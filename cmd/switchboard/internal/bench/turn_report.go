@@ -10,7 +10,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/relay/loadgen"
 )
 
-// describe prints what a TURN run loads and what its columns mean.
+// describe prints what a TURN run loads.
 func describe(w io.Writer, c loadgen.Config) {
 	mode := fmt.Sprintf("closed loop, %d packets in flight per allocation", c.Window)
 	if c.Rate > 0 {
@@ -26,13 +26,18 @@ func describe(w io.Writer, c loadgen.Config) {
 	}
 	fmt.Fprintf(w, "bench turn: %d allocations (ChannelData), %s, %s, %s, %v per run\n",
 		c.Allocations, sizes, mode, dir, c.Duration)
+}
+
+// legend prints what the columns mean, once per report.
+func legend(w io.Writer) {
 	fmt.Fprintln(w, "pps = packets the server delivered per second, both directions; µs/pkt = CPU time per delivered packet;")
 	fmt.Fprintln(w, "gen = this load generator's own CPU (it shares the machine); machine = all CPUs busy incl. softirq;")
 	fmt.Fprintln(w, "other = machine busy time neither server nor generator used (other processes, kernel threads): noise if large;")
 	fmt.Fprintln(w, "drops: srv = at the server's socket buffers (it fell behind), gen = at the generator's sockets or client queues,")
 	fmt.Fprintln(w, "backlog = machine-wide per-CPU input backlog overflows (net.core.netdev_max_backlog);")
 	fmt.Fprintln(w, "softirq = the part of machine spent in softirq (the kernel's packet path, and any eBPF fast path there);")
-	fmt.Fprintln(w, "p50/p99 = one-way latency through the relay, both directions (send time in the payload, one clock)")
+	fmt.Fprintln(w, "p50/p99 = one-way latency through the relay, both directions (send time in the payload, one clock); in the")
+	fmt.Fprintln(w, "closed loop it is mostly the window's own queue (window x allocations in flight / pps), in open loop the relay's delay")
 	fmt.Fprintln(w)
 }
 
@@ -172,7 +177,9 @@ func summaryTable(w io.Writer, rounds int, names []string, shapes []shapeResult)
 				if f == "" {
 					s = micros(v)
 				}
-				if i > 0 && ref > 0 && v > 0 {
+				// A CPU figure of 0 (under one 10 ms tick in the run) still
+				// compares; a latency of 0 means no samples and does not.
+				if i > 0 && ref > 0 && (v > 0 || f != "") {
 					s += fmt.Sprintf(" (x%.2f)", v/ref)
 				}
 				return s

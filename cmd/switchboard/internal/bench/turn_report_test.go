@@ -125,6 +125,17 @@ func TestSummaryTable(t *testing.T) {
 			t.Errorf("summary row %q = %q, want %q", tt.row, rows[tt.row], tt.want)
 		}
 	}
+	// A CPU figure under one tick reads 0 and still gets its ratio.
+	var zero bytes.Buffer
+	z := shapeResult{shape: slow, load: slow.Load(loadgen.Config{}), med: map[string]summary{
+		"coturn": {pps: 100, server: 5, machine: 10}, "switchboard": {pps: 100, machine: 5},
+	}}
+	if err := summaryTable(&zero, 1, []string{"coturn", "switchboard"}, []shapeResult{z}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(zero.String(), "0.00 (x0.00)") || !strings.Contains(zero.String(), "5.00 (x0.50)") {
+		t.Errorf("summary with a zero CPU figure:\n%s\nwant 0.00 (x0.00) and 5.00 (x0.50)", zero.String())
+	}
 	if !strings.Contains(got, "* closed loop: pkts/s is the saturation throughput") {
 		t.Errorf("summary lacks the saturation note:\n%s", got)
 	}
