@@ -401,3 +401,64 @@ func TestGlareWinnerCancels(t *testing.T) {
 	win.expect("ringing")
 	lose.expect("call")
 }
+
+// slowDirectory blocks Accept until release is closed, as a cluster's
+// directory may while its storage elects a leader.
+type slowDirectory struct {
+	Directory
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (d *slowDirectory) Accept(token string, attempt uint64) bool {
+	close(d.entered)
+	<-d.release
+	return d.Directory.Accept(token, attempt)
+}
+
+// slowRouter blocks Join of a member called "slow" until release is closed.
+type slowRouter struct {
+	Router
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (r *slowRouter) Join(room string, m Member, max int) ([]Member, error) {
+	if m.Name == "slow" {
+		close(r.entered)
+		<-r.release
+	}
+	return r.Router.Join(room, m, max)
+}
+
+// TestSlowSeamDoesNotHoldTheHub: a Directory or Router that waits (a network
+// round trip, a stalled cluster) holds up only the session that asked: the
+// hub's lock is never held across them, so other clients still get their
+// welcome meanwhile.
+func TestSlowSeamDoesNotHoldTheHub(t *testing.T) {
+	dir := &slowDirectory{Directory: NewLocalDirectory(), entered: make(chan struct{}), release: make(chan struct{})}
+	rt := &slowRouter{Router: testRouter(t), entered: make(chan struct{}), release: make(chan struct{})}
+	ts := newServer(t, Config{Directory: dir, Router: rt, ResumeGrace: time.Minute})
+
+	a := join(t, ts, "a", "r")
+	a.c.CloseNow()
+	eventually(t, "a in grace", func() bool { return ts.hub.Stats().Detached == 1 })
+	again := dial(t, ts.url, nil)
+	again.send(map[string]any{"type": "hello", "name": "a", "resume": a.resume, "attempt": 2})
+	<-dir.entered // the resume waits in Accept
+
+	slow := dial(t, ts.url, nil)
+	slow.send(map[string]any{"type": "hello", "name": "slow", "room": "r"})
+	<-rt.entered // this hello waits in Join
+
+	join(t, ts, "b", "r") // gets its welcome meanwhile
+	if st := ts.hub.Stats(); st.Sessions != 2 {
+		t.Fatalf("Stats().Sessions = %d, want 2 (a in grace, b)", st.Sessions)
+	}
+	close(dir.release)
+	if w := again.expect("welcome", "peer-joined"); !w.Resumed {
+		t.Fatalf("resume: %s", w.raw)
+	}
+	close(rt.release)
+	slow.expect("welcome")
+}
