@@ -68,6 +68,11 @@ type memberOp struct {
 	Name string     `json:"name,omitempty"`
 	Net  netip.Addr `json:"net,omitzero"`
 	Room string     `json:"room,omitempty"`
+	// Saw (join): the members of Room the session was told about when it
+	// joined (its welcome or joined list). A member of another node missing
+	// here, which did not know the session either, joined at the same time:
+	// its node tells it (see Router.applyState).
+	Saw []string `json:"saw,omitempty"`
 }
 
 const (

@@ -197,3 +197,67 @@ func TestClusterProtocol(t *testing.T) {
 		settle(t, nodes, "r", 2)
 	})
 }
+
+// TestClusterConcurrentJoins: three clients say hello to one room on three
+// nodes at once, in several rooms; each learns of both others exactly once
+// (from its welcome, their peer-joined, or the router's peer-joined for a
+// pair that joined too close together to see each other), then hears a
+// signal from each.
+func TestClusterConcurrentJoins(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	urls := startHubs(t, nodes, signaling.Config{})
+	for round := range 8 {
+		room := fmt.Sprintf("room%d", round)
+		cs := make([]*routertest.Client, 3)
+		for i := range cs {
+			cs[i] = routertest.DialOnly(t, urls[i])
+		}
+		for i, c := range cs {
+			c.Send(wire.Hello{Type: wire.TypeHello, Name: fmt.Sprint("c", i), Room: &room})
+		}
+		known := make([]map[string]int, 3)
+		for i, c := range cs {
+			w := c.Expect(wire.TypeWelcome)
+			c.ID = w.ID
+			known[i] = map[string]int{}
+			for _, p := range w.Peers {
+				known[i][p.ID]++
+			}
+		}
+		for i, c := range cs {
+			for len(known[i]) < 2 {
+				p := peerOf(t, c.Expect(wire.TypePeerJoined))
+				known[i][p.ID]++
+			}
+			for id, n := range known[i] {
+				if n != 1 {
+					t.Fatalf("round %d: client %d heard of %s %d times", round, i, id, n)
+				}
+			}
+		}
+		for i, c := range cs {
+			for j, d := range cs {
+				if i != j {
+					c.Send(wire.Signal{Type: wire.TypeSignal, To: d.ID, Data: json.RawMessage(`1`)})
+				}
+			}
+		}
+		for i, c := range cs {
+			from := map[string]bool{}
+			for len(from) < 2 {
+				m := c.Next()
+				switch m.Type {
+				case wire.TypeSignal:
+					from[m.From] = true
+				case wire.TypePeerJoined:
+					t.Fatalf("round %d: client %d: a second peer-joined %s", round, i, m.Peer)
+				default:
+					t.Fatalf("round %d: client %d: unexpected %s %s", round, i, m.Type, m.Code)
+				}
+			}
+		}
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+}

@@ -84,6 +84,10 @@ type entry struct {
 	m    signaling.Member
 	room string
 	in   bool
+	// knows (local, in a room): the members of room the session has heard
+	// of or will hear of from them; the rest joined at the same time on
+	// another node and are told by applyState.
+	knows map[string]bool
 }
 
 type peer struct {
@@ -298,8 +302,12 @@ func (r *Router) Join(room string, m signaling.Member, max int) ([]signaling.Mem
 	r.leaveLocked(e)
 	others := membersExcept(members, m.ID)
 	e.m, e.room = m, room
+	e.knows = make(map[string]bool, len(others))
+	for _, o := range others {
+		e.knows[o.ID] = true
+	}
 	r.enterLocked(e)
-	r.tellLocked(memberOp{Op: opJoin, ID: m.ID, Name: m.Name, Net: m.Net, Room: room})
+	r.tellLocked(memberOp{Op: opJoin, ID: m.ID, Name: m.Name, Net: m.Net, Room: room, Saw: knownIDs(e)})
 	return others, nil
 }
 
@@ -352,11 +360,24 @@ func (r *Router) leaveLocked(e *entry) {
 	}
 	if ms := r.rooms[e.room]; ms != nil {
 		delete(ms, e.m.ID)
+		for _, o := range ms {
+			delete(o.knows, e.m.ID) // if it comes back, it is news again
+		}
 		if len(ms) == 0 {
 			delete(r.rooms, e.room)
 		}
 	}
 	e.in = false
+	e.knows = nil
+}
+
+func knownIDs(e *entry) []string {
+	ids := make([]string, 0, len(e.knows))
+	for id := range e.knows {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 // tellLocked sends a change of a local session to every linked peer. Under
@@ -387,7 +408,7 @@ func (r *Router) snapshotLocked() []memberOp {
 		switch {
 		case e.ep == nil:
 		case e.in:
-			ops = append(ops, memberOp{Op: opJoin, ID: id, Name: e.m.Name, Net: e.m.Net, Room: e.room})
+			ops = append(ops, memberOp{Op: opJoin, ID: id, Name: e.m.Name, Net: e.m.Net, Room: e.room, Saw: knownIDs(e)})
 		default:
 			ops = append(ops, memberOp{Op: opReg, ID: id})
 		}
@@ -396,9 +417,22 @@ func (r *Router) snapshotLocked() []memberOp {
 }
 
 // applyState folds a peer's snapshot or changes into the replica.
+//
+// Two sessions joining one room on two nodes at the same time (within the
+// time a change takes to cross) are not in each other's list of others, so
+// neither announces itself to the other. Each node finds such a pair when the
+// other's join arrives (neither saw the other) and tells its own session
+// with the peer-joined the hub would have sent.
 func (r *Router) applyState(s stateMsg) {
+	var missed []departure
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer func() {
+		r.mu.Unlock()
+		for _, d := range missed {
+			_ = d.to.ep.Deliver(signaling.Envelope{Kind: signaling.KindClient, To: d.to.m.ID, Room: d.room,
+				Body: d.body})
+		}
+	}()
 	p, ok := r.peers[s.Node]
 	if !ok || p.refused || p.inc != s.Inc {
 		return // from a peer we do not (or no longer) know: it resends a snapshot when it links
@@ -427,6 +461,7 @@ func (r *Router) applyState(s stateMsg) {
 			if o.Op == opJoin {
 				old.room = o.Room
 				r.enterLocked(old)
+				missed = append(missed, r.unannouncedLocked(old, o.Saw)...)
 			}
 		}
 	}
@@ -453,8 +488,32 @@ func (r *Router) dropNodeLocked(node string) (left []departure) {
 }
 
 type departure struct {
-	id string
-	to *entry
+	id   string
+	to   *entry
+	room string
+	body []byte // peer-joined (unannouncedLocked); nil: peer-left
+}
+
+// unannouncedLocked returns the peer-joined of x due to local members of its
+// room that x did not see when it joined and that did not know x either.
+func (r *Router) unannouncedLocked(x *entry, saw []string) []departure {
+	var out []departure
+	for id, l := range r.rooms[x.room] {
+		if l.ep == nil || id == x.m.ID || l.knows[x.m.ID] {
+			continue
+		}
+		if l.knows == nil {
+			l.knows = make(map[string]bool)
+		}
+		l.knows[x.m.ID] = true
+		if slices.Contains(saw, id) {
+			continue // x announces itself to l
+		}
+		nearby := x.m.Net.IsValid() && x.m.Net == l.m.Net
+		b, _ := json.Marshal(wire.PeerJoined{Type: wire.TypePeerJoined, Peer: wire.Peer{ID: x.m.ID, Name: x.m.Name, Nearby: nearby}})
+		out = append(out, departure{id: x.m.ID, to: l, room: x.room, body: b})
+	}
+	return out
 }
 
 // --- Delivery ---
