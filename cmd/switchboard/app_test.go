@@ -107,8 +107,9 @@ func TestServe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := map[string]string{
-				"SWITCHBOARD_HTTP_ADDR": "127.0.0.1:0",
-				"SWITCHBOARD_TURN_ADDR": "127.0.0.1:0",
+				"SWITCHBOARD_HTTP_ADDR":     "127.0.0.1:0",
+				"SWITCHBOARD_TURN_ADDR":     "127.0.0.1:0",
+				"SWITCHBOARD_RELAY_OFFLOAD": "off", // never on the host's interfaces (see stackDefaults)
 			}
 			maps.Copy(env, tt.env)
 			ctx, cancel := context.WithCancel(t.Context())

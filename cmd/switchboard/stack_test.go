@@ -13,6 +13,9 @@ import (
 // stackDefaults are the settings of startStack: everything on loopback with
 // ephemeral ports, relaying allowed to loopback peers (the built-in deny list
 // refuses 127/8), a known TURN secret and a short drain so Cleanup is quick.
+// The kernel fast path stays off: run as root, "auto" would attach it to the
+// host's loopback, and eBPF is only ever tested in namespaces a test makes
+// (relay/offload, and the NAT tests' server namespace).
 func stackDefaults(tb testing.TB) map[string]string {
 	tb.Helper()
 	var b [24]byte
@@ -24,6 +27,7 @@ func stackDefaults(tb testing.TB) map[string]string {
 		"SWITCHBOARD_PEER_ALLOW":    "127.0.0.0/8",
 		"SWITCHBOARD_TURN_SECRET":   hex.EncodeToString(b[:]),
 		"SWITCHBOARD_DRAIN_TIMEOUT": "1s",
+		"SWITCHBOARD_RELAY_OFFLOAD": "off",
 	}
 }
 
