@@ -2,14 +2,17 @@ package natsrouter
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/signaling"
 	"github.com/switchboard-rtc/switchboard/signaling/routertest"
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
 const testSecret = "0123456789abcdef-test"
@@ -39,6 +42,20 @@ type testNode struct {
 // on each, and waits until every router is linked to every other.
 func startCluster(t testing.TB, n int, opt func(i int, o *Options)) []*testNode {
 	t.Helper()
+	nodes := startNodes(t, n, opt)
+	ctx, cancel := context.WithTimeout(context.Background(), routertest.WaitFor)
+	defer cancel()
+	for _, nd := range nodes {
+		if err := nd.router.WaitPeers(ctx, n-1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+// startNodes is startCluster without the wait.
+func startNodes(t testing.TB, n int, opt func(i int, o *Options)) []*testNode {
+	t.Helper()
 	ports := freePorts(t, n)
 	var routes []*url.URL
 	for _, p := range ports {
@@ -65,13 +82,6 @@ func startCluster(t testing.TB, n int, opt func(i int, o *Options)) []*testNode 
 		t.Cleanup(r.Close)
 		nodes[i] = &testNode{emb: emb, router: r}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), routertest.WaitFor)
-	defer cancel()
-	for _, nd := range nodes {
-		if err := nd.router.WaitPeers(ctx, n-1); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return nodes
 }
 
@@ -91,5 +101,67 @@ func TestRouterContractCluster(t *testing.T) {
 		if st := n.router.Stats(); st.Peers != 2 || st.Bad != 0 {
 			t.Errorf("node %d stats %+v: want 2 peers, no bad frames", i, st)
 		}
+	}
+}
+
+// TestMismatchedSecretRefused: a node whose TURN secret differs is refused by
+// the others (and refuses them): it links to no one and its sessions are
+// nobody's members, while the two agreeing nodes link.
+func TestMismatchedSecretRefused(t *testing.T) {
+	nodes := startNodes(t, 3, func(i int, o *Options) {
+		o.Marks = map[string][]byte{"SWITCHBOARD_TURN_SECRET": []byte("same")}
+		if i == 1 {
+			o.Marks["SWITCHBOARD_TURN_SECRET"] = []byte("different")
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), routertest.WaitFor)
+	defer cancel()
+	if err := nodes[0].router.WaitPeers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[2].router.WaitPeers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1, 2} {
+		routertest.Eventually(t, fmt.Sprintf("node %d refuses", i+1), func() bool { return nodes[i].router.Stats().Refused >= 1 })
+	}
+	nodes[1].router.Register("x", &box{})
+	if _, err := nodes[1].router.Join("r", signaling.Member{ID: "x"}, 8); err != nil {
+		t.Fatal(err)
+	}
+	if got := nodes[0].router.Peers(); !slices.Equal(got, []string{"n3"}) {
+		t.Fatalf("node 1 linked to %v, want n3 only", got)
+	}
+	if got := nodes[1].router.Peers(); len(got) != 0 {
+		t.Fatalf("the mismatched node linked to %v", got)
+	}
+	if n := len(nodes[0].router.Members("r")); n != 0 {
+		t.Fatalf("node 1 sees %d members of the refused node's room", n)
+	}
+}
+
+// TestNodeGone: a node that stops (no close handshake: its server just goes)
+// is declared gone by the others; their members of its sessions' rooms hear
+// peer-left, and a signal to its session bounces.
+func TestNodeGone(t *testing.T) {
+	nodes := startCluster(t, 3, func(_ int, o *Options) { o.DeadAfter = time.Second })
+	urls := startHubs(t, nodes, signaling.Config{})
+	alice := routertest.Dial(t, urls[0], "alice", "r")
+	settle(t, nodes, "r", 1)
+	carol := routertest.Dial(t, urls[2], "carol", "r")
+	alice.Expect(wire.TypePeerJoined)
+	settle(t, nodes, "r", 2)
+
+	nodes[2].router.Close() // heartbeats stop ...
+	nodes[2].emb.Close()    // ... and the server goes
+	if m := alice.Expect(wire.TypePeerLeft); m.ID != carol.ID || m.Reason != wire.ReasonLeft {
+		t.Fatalf("alice got %+v, want carol's peer-left", m)
+	}
+	alice.Send(wire.Signal{Type: wire.TypeSignal, To: carol.ID, Data: json.RawMessage(`1`)})
+	if m := alice.Expect(wire.TypeError); m.Code != wire.CodePeerUnavailable || m.To != carol.ID {
+		t.Fatalf("signal to a session of a gone node: %+v", m)
+	}
+	if st := nodes[0].router.Stats(); st.Gone != 1 || st.Peers != 1 {
+		t.Fatalf("node 1 stats %+v: want 1 gone, 1 peer", st)
 	}
 }
