@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/switchboard-rtc/switchboard/signaling/routertest"
 	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
@@ -192,5 +194,45 @@ func TestClusterStacks(t *testing.T) {
 	// accept, signal and hangup.
 	if out, in := value("switchboard_cluster_routed_out_total"), value("switchboard_cluster_routed_in_total"); out < 1 || in < 5 {
 		t.Errorf("routed out %v, in %v: want at least 1 and 5", out, in)
+	}
+}
+
+// TestClusterExternal: two servers with SWITCHBOARD_CLUSTER=external share
+// a NATS server of their own (started here on loopback, with a password):
+// clients on each meet and signal.
+func TestClusterExternal(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
+		Username: "sb", Password: "nats-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(routertest.WaitFor) {
+		t.Fatal("nats server not ready")
+	}
+	url := fmt.Sprintf("nats://sb:nats-password@%s", ns.Addr())
+	turn := stackDefaults(t)["SWITCHBOARD_TURN_SECRET"]
+	apps := make([]*app, 2)
+	for i := range apps {
+		apps[i] = startStack(t, map[string]string{
+			"CLUSTER": "external", "NATS_URL": url, "NODE_NAME": fmt.Sprintf("ext%d", i+1),
+			"CLUSTER_SECRET": testClusterSecret, "TURN_SECRET": turn,
+		})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), routertest.WaitFor)
+	defer cancel()
+	for _, a := range apps {
+		if err := a.cluster.waitPeers(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := routertest.Dial(t, apps[0].httpURL(), "alice", "")
+	routertest.Eventually(t, "node 2 knows alice", func() bool { return len(apps[1].cluster.router.Members("")) == 1 })
+	bob := routertest.Dial(t, apps[1].httpURL(), "bob", "")
+	alice.Expect(wire.TypePeerJoined)
+	bob.Send(wire.Signal{Type: wire.TypeSignal, To: alice.ID, Data: []byte(`"hi"`)})
+	if m := alice.Expect(wire.TypeSignal); m.From != bob.ID || string(m.Data) != `"hi"` {
+		t.Fatalf("alice got %+v", m)
 	}
 }
