@@ -3,10 +3,13 @@ package natsrouter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,5 +166,40 @@ func TestNodeGone(t *testing.T) {
 	}
 	if st := nodes[0].router.Stats(); st.Gone != 1 || st.Peers != 1 {
 		t.Fatalf("node 1 stats %+v: want 1 gone, 1 peer", st)
+	}
+}
+
+// TestRoomCapRace: sessions on three nodes join one room at once, over and
+// over; the room's owner admits them one at a time, so exactly the cap get in
+// and the rest hear ErrRoomFull.
+func TestRoomCapRace(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	const perNode, max = 4, 3
+	for round := range 20 {
+		room := fmt.Sprintf("cap%d", round)
+		var wg sync.WaitGroup
+		var in, full atomic.Int32
+		for i, n := range nodes {
+			for k := range perNode {
+				id := fmt.Sprintf("%s-%d-%d", room, i, k)
+				n.router.Register(id, &box{})
+				wg.Go(func() {
+					_, err := n.router.Join(room, signaling.Member{ID: id}, max)
+					switch {
+					case err == nil:
+						in.Add(1)
+					case errors.Is(err, signaling.ErrRoomFull):
+						full.Add(1)
+					default:
+						t.Errorf("Join: %v", err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		if in.Load() != max || full.Load() != int32(3*perNode-max) {
+			t.Fatalf("round %d: %d joined, %d refused; want %d and %d", round, in.Load(), full.Load(), max, 3*perNode-max)
+		}
+		settle(t, nodes, room, max)
 	}
 }

@@ -22,7 +22,27 @@ const (
 	opSend      byte = 's'
 	opBroadcast byte = 'b'
 	opState     byte = 'm'
+	opAdmit     byte = 'a' // request: JSON admitReq; answer: one byte, 1 admitted, 0 full
+	opPing      byte = 'p' // request: nothing; answer: nothing
 )
+
+// admitReq asks a room's owner whether session ID may enter Room of cap Max.
+type admitReq struct {
+	Room string `json:"room"`
+	ID   string `json:"id"`
+	Max  int    `json:"max"`
+}
+
+func parseAdmit(data []byte) (admitReq, error) {
+	var a admitReq
+	if err := json.Unmarshal(data, &a); err != nil {
+		return admitReq{}, fmt.Errorf("natsrouter: admit: %w", err)
+	}
+	if a.ID == "" || a.Max < 0 {
+		return admitReq{}, errors.New("natsrouter: admit: no session id or a negative cap")
+	}
+	return a, nil
+}
 
 // maxNodeName bounds a node name in a frame (subject tokens are short).
 const maxNodeName = 255

@@ -16,6 +16,7 @@ func FuzzFrames(f *testing.F) {
 	f.Add(b)
 	r := bareRouter()
 	f.Add(r.stateFrame(true, []memberOp{{Op: opJoin, ID: "x", Name: "x", Room: "r", Saw: []string{"y"}}}))
+	f.Add([]byte("a" + `{"room":"r","id":"x","max":8}`))
 	f.Add([]byte(`{"node":"n1","inc":"1","heard":["n2"],"marks":{"SWITCHBOARD_CLUSTER_SECRET":"00"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = parseHeartbeat(data)
@@ -31,6 +32,10 @@ func FuzzFrames(f *testing.F) {
 			again, err := appendEnvelopeFrame(nil, data[0], node, e)
 			if err != nil || !bytes.Equal(again, data) {
 				t.Fatalf("re-encoded %q as %q (%v)", data, again, err)
+			}
+		case opAdmit:
+			if a, err := parseAdmit(data[1:]); err == nil && (a.ID == "" || a.Max < 0) {
+				t.Fatalf("admission %+v accepted", a)
 			}
 		case opState:
 			s, err := parseState(data[1:])

@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sort"
@@ -110,8 +111,11 @@ type Router struct {
 	mu      sync.RWMutex
 	entries map[string]*entry            // guarded by mu; by session id
 	rooms   map[string]map[string]*entry // guarded by mu; room → id → entry
-	peers   map[string]*peer             // guarded by mu; by node name
-	changed chan struct{}                // guarded by mu; closed when links change
+	// admitted: entries this node admitted as a room's owner whose joins
+	// have not arrived yet; guarded by mu. room → id → when.
+	admitted map[string]map[string]time.Time
+	peers    map[string]*peer // guarded by mu; by node name
+	changed  chan struct{}    // guarded by mu; closed when links change
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -142,14 +146,15 @@ func New(nc *nats.Conn, opt Options) (*Router, error) {
 	}
 	r := &Router{
 		nc: nc, opt: opt, self: opt.Node, inc: randomID(), prefix: opt.Cluster,
-		log:     opt.Logger.With("node", opt.Node),
-		marks:   marks(opt.Secret, opt.Marks),
-		entries: make(map[string]*entry),
-		rooms:   make(map[string]map[string]*entry),
-		peers:   make(map[string]*peer),
-		changed: make(chan struct{}),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		log:      opt.Logger.With("node", opt.Node),
+		marks:    marks(opt.Secret, opt.Marks),
+		entries:  make(map[string]*entry),
+		rooms:    make(map[string]map[string]*entry),
+		peers:    make(map[string]*peer),
+		admitted: make(map[string]map[string]time.Time),
+		changed:  make(chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	// The node subject first: a peer that hears our heartbeats has seen this
 	// subscription too (a server propagates a connection's interest in order).
@@ -172,6 +177,12 @@ func New(nc *nats.Conn, opt Options) (*Router, error) {
 	if err := nc.Flush(); err != nil {
 		r.unsubscribe()
 		return nil, fmt.Errorf("natsrouter: %w", err)
+	}
+	// One request now creates the connection's reply subscription before the
+	// heartbeat subscription: a peer that hears us can answer our requests.
+	if _, err := nc.Request(r.nodeSubject(r.self), []byte{opPing}, 10*time.Second); err != nil {
+		r.unsubscribe()
+		return nil, fmt.Errorf("natsrouter: ping itself: %w", err)
 	}
 	go r.beat()
 	return r, nil
@@ -281,24 +292,123 @@ func (r *Router) Unregister(id string) {
 	r.tellLocked(memberOp{Op: opUnreg, ID: id})
 }
 
-// Join moves local session m.ID into room. The cap counts the members of every
-// node as this node's replica knows them: two nodes admitting the last places
-// of a room within one propagation delay (a message between nodes, ~0.1 ms on
-// a LAN) can put the room over its cap. See the package README in the report.
+// Join moves local session m.ID into room.
+//
+// The cap is the cluster's: every room has an owner, the node ranked first
+// for the room's name among the linked nodes (rendezvous hashing), which
+// admits entries one at a time: it counts the members its replica knows plus
+// the admissions it granted whose joins have not reached it yet. Nodes agree
+// on the owner while the set of linked nodes is stable; while it changes (a
+// node joining or gone) two owners may each admit one, and when the owner
+// does not answer within admitTimeout this node decides on its own replica.
 func (r *Router) Join(room string, m signaling.Member, max int) ([]signaling.Member, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	e, ok := r.entries[m.ID]
 	if !ok || e.ep == nil {
+		r.mu.Unlock()
 		return nil, signaling.ErrNoSession
 	}
-	members := r.rooms[room]
 	if e.in && e.room == room {
-		return membersExcept(members, m.ID), nil
+		defer r.mu.Unlock()
+		return membersExcept(r.rooms[room], m.ID), nil
 	}
-	if len(members) >= max {
+	owner := r.ownerLocked(room)
+	if owner == r.self {
+		defer r.mu.Unlock()
+		if !r.admitLocked(room, m.ID, max, false) {
+			return nil, signaling.ErrRoomFull
+		}
+		return r.joinLocked(e, room, m), nil
+	}
+	r.mu.Unlock()
+	admitted, answered := r.askAdmit(owner, room, m.ID, max)
+	if answered && !admitted {
 		return nil, signaling.ErrRoomFull
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok = r.entries[m.ID]
+	if !ok || e.ep == nil {
+		return nil, signaling.ErrNoSession // the owner's admission expires
+	}
+	if e.in && e.room == room {
+		return membersExcept(r.rooms[room], m.ID), nil
+	}
+	if !answered && !r.admitLocked(room, m.ID, max, false) {
+		return nil, signaling.ErrRoomFull
+	}
+	return r.joinLocked(e, room, m), nil
+}
+
+// admitTimeout bounds the wait for a room owner's admission.
+const admitTimeout = 2 * time.Second
+
+// admissionTTL is how long an admission counts on the owner before the
+// join it admitted arrives.
+const admissionTTL = 10 * time.Second
+
+// ownerLocked is the node that admits entries to room.
+func (r *Router) ownerLocked(room string) string {
+	best, bh := r.self, rank(room, r.self)
+	for name, p := range r.peers {
+		if !p.linked || p.refused {
+			continue
+		}
+		if h := rank(room, name); h > bh || h == bh && name < best {
+			best, bh = name, h
+		}
+	}
+	return best
+}
+
+func rank(room, node string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(room))
+	h.Write([]byte{0})
+	h.Write([]byte(node))
+	return h.Sum64()
+}
+
+// admitLocked counts room's members and pending admissions but id against
+// max; reserve records an admission for a session of another node.
+func (r *Router) admitLocked(room, id string, max int, reserve bool) bool {
+	members := r.rooms[room]
+	n := len(members)
+	if members[id] != nil {
+		n--
+	}
+	for rid := range r.admitted[room] {
+		if rid != id && members[rid] == nil {
+			n++
+		}
+	}
+	if n >= max {
+		return false
+	}
+	if reserve {
+		if r.admitted[room] == nil {
+			r.admitted[room] = make(map[string]time.Time)
+		}
+		r.admitted[room][id] = time.Now()
+	}
+	return true
+}
+
+// askAdmit asks owner whether id may enter room; answered is false when it
+// did not answer in time.
+func (r *Router) askAdmit(owner, room, id string, max int) (admitted, answered bool) {
+	b, _ := json.Marshal(admitReq{Room: room, ID: id, Max: max})
+	msg, err := r.nc.Request(r.nodeSubject(owner), append([]byte{opAdmit}, b...), admitTimeout)
+	if err != nil || len(msg.Data) != 1 {
+		r.log.Warn("cluster: room owner did not answer; deciding here", "room", room, "owner", owner, "err", err)
+		return false, false
+	}
+	return msg.Data[0] == 1, true
+}
+
+// joinLocked puts local entry e into room (the cap was checked).
+func (r *Router) joinLocked(e *entry, room string, m signaling.Member) []signaling.Member {
+	members := r.rooms[room]
 	r.leaveLocked(e)
 	others := membersExcept(members, m.ID)
 	e.m, e.room = m, room
@@ -308,7 +418,7 @@ func (r *Router) Join(room string, m signaling.Member, max int) ([]signaling.Mem
 	}
 	r.enterLocked(e)
 	r.tellLocked(memberOp{Op: opJoin, ID: m.ID, Name: m.Name, Net: m.Net, Room: room, Saw: knownIDs(e)})
-	return others, nil
+	return others
 }
 
 // Members lists room on every node.
@@ -352,6 +462,12 @@ func (r *Router) enterLocked(e *entry) {
 	}
 	ms[e.m.ID] = e
 	e.in = true
+	if a := r.admitted[e.room]; a != nil {
+		delete(a, e.m.ID) // a member now, counted as such
+		if len(a) == 0 {
+			delete(r.admitted, e.room)
+		}
+	}
 }
 
 func (r *Router) leaveLocked(e *entry) {
@@ -656,6 +772,22 @@ func (r *Router) onNode(m *nats.Msg) {
 			return
 		}
 		r.receive(origin, e)
+	case opPing:
+		_ = m.Respond(nil)
+	case opAdmit:
+		a, err := parseAdmit(m.Data[1:])
+		if err != nil || m.Reply == "" {
+			r.bad.Add(1)
+			return
+		}
+		r.mu.Lock()
+		ok := r.admitLocked(a.Room, a.ID, a.Max, true)
+		r.mu.Unlock()
+		answer := byte(0)
+		if ok {
+			answer = 1
+		}
+		_ = m.Respond([]byte{answer})
 	case opState:
 		s, err := parseState(m.Data[1:])
 		if err != nil {
@@ -735,6 +867,16 @@ func (r *Router) sendHeartbeat() {
 func (r *Router) sweep(now time.Time) {
 	var left []departure
 	r.mu.Lock()
+	for room, a := range r.admitted {
+		for id, at := range a {
+			if now.Sub(at) > admissionTTL {
+				delete(a, id)
+			}
+		}
+		if len(a) == 0 {
+			delete(r.admitted, room)
+		}
+	}
 	for name, p := range r.peers {
 		if now.Sub(p.last) < r.opt.DeadAfter {
 			continue

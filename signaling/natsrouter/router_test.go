@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboard-rtc/switchboard/signaling"
 	"github.com/switchboard-rtc/switchboard/signaling/wire"
@@ -16,7 +17,8 @@ import (
 func bareRouter() *Router {
 	return &Router{self: "a", inc: "ia", log: slog.New(slog.DiscardHandler),
 		entries: make(map[string]*entry), rooms: make(map[string]map[string]*entry),
-		peers: map[string]*peer{"b": {inc: "ib"}}, changed: make(chan struct{})}
+		peers: map[string]*peer{"b": {inc: "ib"}}, changed: make(chan struct{}),
+		admitted: make(map[string]map[string]time.Time)}
 }
 
 type box struct {
