@@ -18,9 +18,10 @@ var dashboardFile = filepath.Join(deployDir, "grafana-dashboard.json")
 
 // registeredMetrics returns every metric family the server's /metrics can
 // expose, with its label names: the app's registry as newApp builds it
-// (Go and process collectors), plus every Desc of the app's collector,
-// including series that only appear once the relay runs or a reason has
-// been counted (a scrape of a fresh app would not show those).
+// (Go and process collectors), plus every Desc of the app's collector and
+// of the cluster's, including series that only appear once the relay runs,
+// a reason has been counted or clustering is on (a scrape of a fresh app
+// would not show those).
 func registeredMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	cfg, err := parseConfigMap(map[string]string{})
@@ -42,8 +43,12 @@ func registeredMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	// Each described metric, emitted once with placeholder label values,
 	// through a registry of its own: Gather then names it and its labels.
 	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(describedOnly{newCollector(a)}); err != nil {
-		t.Fatalf("register the app's collector descriptions: %v", err)
+	// The cluster's collector is registered only with SWITCHBOARD_CLUSTER
+	// set; its Describe needs no node.
+	for _, c := range []prometheus.Collector{newCollector(a), clusterCollector{}} {
+		if err := reg.Register(describedOnly{c}); err != nil {
+			t.Fatalf("register the descriptions of %T: %v", c, err)
+		}
 	}
 	got, err = reg.Gather()
 	if err != nil {
