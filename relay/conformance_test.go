@@ -268,18 +268,33 @@ func TestExistingAllocationRules(t *testing.T) {
 }
 
 // TestCallOutlivesCredential: expiry is enforced at Allocate only, up to MaxAllocationAge.
+// The server runs on a test clock, so the credential expires and the allocation ages when
+// the test says, not after sleeps that a busy machine could stretch past either boundary.
 func TestCallOutlivesCredential(t *testing.T) {
 	cfg := baseConfig(t)
-	cfg.MaxAllocationAge = 3 * time.Second
-	s := startServer(t, cfg)
-	cred := NewCredential(testSecret, "frank", time.Now().Add(2*time.Second))
+	cfg.MaxAllocationAge = time.Hour
+	clk := newTestClock(time.Now())
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = clk.Now // before Listen: no goroutine reads it yet
+	if err := s.Listen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	cred := NewCredential(testSecret, "frank", clk.Now().Add(time.Minute))
 	c := newRawClient(t, s)
 	sess := c.login(stun.MethodAllocate, cred.Username, cred.Password)
 	if got := sess.allocate(); got != 0 {
 		t.Fatalf("Allocate = %d", got)
 	}
-	created := time.Now()
-	time.Sleep(time.Until(cred.Expires) + 200*time.Millisecond)
+	created := clk.Now()  // the clock stands still: this is the allocation's creation time
+	clk.Set(cred.Expires) // a credential is expired from its expiry second on
 
 	for _, step := range []struct {
 		method stun.Method
@@ -298,8 +313,12 @@ func TestCallOutlivesCredential(t *testing.T) {
 	if got := other.allocate(); got != 401 {
 		t.Errorf("Allocate with expired credential = %d, want 401", got)
 	}
-	// Past MaxAllocationAge the expired credential no longer refreshes.
-	time.Sleep(time.Until(created.Add(cfg.MaxAllocationAge)) + 200*time.Millisecond)
+	// Up to MaxAllocationAge the expired credential still refreshes; past it, no longer.
+	clk.Set(created.Add(cfg.MaxAllocationAge))
+	if got := errorCode(sess.signed(stun.MethodRefresh)); got != 0 {
+		t.Errorf("Refresh at MaxAllocationAge = %d, want success", got)
+	}
+	clk.Set(created.Add(cfg.MaxAllocationAge + time.Second))
 	if got := errorCode(sess.signed(stun.MethodRefresh)); got != 401 {
 		t.Errorf("Refresh past MaxAllocationAge = %d, want 401", got)
 	}

@@ -475,7 +475,7 @@ func (s *Server) authorize(m *stun.Message, src, local netip.AddrPort, tcp bool)
 			"method", m.Type.Method.String())
 		return verdict{code: code, chal: true}
 	}
-	now := time.Now()
+	now := s.clock()
 	id, reason, code := s.auth.verify(m, src, tcp, now)
 	if id.key == nil {
 		return fail(reason, code)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,6 +295,26 @@ func (s *session) signed(method stun.Method, attrs ...stun.Setter) *stun.Message
 func (s *session) allocate() int {
 	s.t.Helper()
 	return errorCode(s.signed(stun.MethodAllocate, requestedTransportUDP))
+}
+
+// testClock is a clock that moves only when told (Server.now), safe for concurrent use.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time // guarded by mu
+}
+
+func newTestClock(t time.Time) *testClock { return &testClock{t: t} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {

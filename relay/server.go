@@ -65,6 +65,17 @@ type Server struct {
 	// bindHints, set by tests only, are the ports bindMain tries first when ListenAddr has
 	// port 0, standing in for the kernel's choice.
 	bindHints []int
+	// now, set by tests only (before Listen), is the clock for credential expiry and
+	// allocation age, so a test can pass hours without waiting; nil means time.Now.
+	now func() time.Time
+}
+
+// clock reads the server's clock (see now).
+func (s *Server) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 // allocKey identifies an allocation by its 5-tuple (pion's FiveTuple, comparable).
@@ -613,7 +624,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, user, _ string, relay
 	if old := s.allocs[k]; old != nil {
 		n += old.n
 	}
-	s.allocs[k] = &allocInfo{user: user, created: time.Now(), perms: map[netip.Addr]struct{}{}, n: n}
+	s.allocs[k] = &allocInfo{user: user, created: s.clock(), perms: map[netip.Addr]struct{}{}, n: n}
 	s.users[user]++
 	s.mu.Unlock()
 	s.stats.allocsActive.Add(1)
