@@ -57,7 +57,7 @@ func TestRFC5780(t *testing.T) {
 			if tt.secondSocket {
 				rd = second
 			}
-			_ = rd.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_ = rd.SetReadDeadline(time.Now().Add(rawTimeout))
 			n, from, err := rd.ReadFrom(buf)
 			if err != nil {
 				t.Fatalf("no answer: %v", err)

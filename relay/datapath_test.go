@@ -61,7 +61,7 @@ func TestJumboChannelData(t *testing.T) {
 		if _, err := c.conn.WriteTo(channelData(0x4001, payload), s.UDPAddr()); err != nil {
 			t.Fatal(err)
 		}
-		_ = c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_ = c.conn.SetReadDeadline(time.Now().Add(rawTimeout))
 		n, _, err := c.conn.ReadFrom(buf)
 		if err != nil {
 			t.Fatalf("%d bytes: no echo: %v", size, err)
@@ -87,7 +87,7 @@ func TestJumboChannelData(t *testing.T) {
 	if _, err := c2.conn.WriteTo(send.Raw, s.UDPAddr()); err != nil {
 		t.Fatal(err)
 	}
-	_ = c2.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = c2.conn.SetReadDeadline(time.Now().Add(rawTimeout))
 	n, _, err := c2.conn.ReadFrom(buf)
 	if err != nil {
 		t.Fatalf("no Data indication: %v", err)
@@ -128,7 +128,7 @@ func TestChannelDataRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 2048)
-	_ = c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = c.conn.SetReadDeadline(time.Now().Add(rawTimeout))
 	n, _, err := c.conn.ReadFrom(buf)
 	if err != nil || !bytes.Equal(buf[:n], good) {
 		t.Fatalf("first echo %x (%v), want only the good datagram %x", buf[:n], err, good)
@@ -286,7 +286,7 @@ func TestJumboChannelDataTCP(t *testing.T) {
 		if _, err := tc.Write(frame); err != nil {
 			t.Fatal(err)
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(rawTimeout))
 		n, _, err := conn.ReadFrom(buf)
 		if err != nil {
 			t.Fatalf("%d bytes: no echo: %v (stats %+v)", size, err, s.Stats())

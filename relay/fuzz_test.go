@@ -43,7 +43,7 @@ func FuzzServer(f *testing.F) {
 		if _, err := conn.WriteTo(req.Raw, s.UDPAddr()); err != nil {
 			t.Fatal(err)
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(rawTimeout))
 		for {
 			n, _, err := conn.ReadFrom(buf)
 			if err != nil {

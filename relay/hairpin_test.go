@@ -69,7 +69,7 @@ func TestHairpin(t *testing.T) {
 				from, to net.PacketConn
 				dst, src net.Addr
 			}{{ra, rb, addrB, addrA}, {rb, ra, addrA, addrB}} {
-				deadline := time.Now().Add(3 * time.Second)
+				deadline := time.Now().Add(rawTimeout)
 				for {
 					msg := []byte("ping from " + dir.src.String())
 					if _, err := dir.from.WriteTo(msg, dir.dst); err != nil {

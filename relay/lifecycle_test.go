@@ -134,13 +134,11 @@ func TestCloseStopsEverything(t *testing.T) {
 					t.Errorf("Shutdown(cancelled ctx) = %v, want context.Canceled", err)
 				}
 			} else {
-				start := time.Now()
+				// Close waits only for loops that are ending. Had it given up waiting for
+				// them (closeWait, a hang guard thousands of times what they take), it
+				// would say so in its error; how long it took is the machine's business.
 				if err := s.Close(); err != nil {
 					t.Errorf("Close: %v", err)
-				}
-				// Close waits only for loops that are ending: far below closeWait.
-				if d := time.Since(start); d > closeWait/2 {
-					t.Errorf("Close took %v", d)
 				}
 			}
 			rec.mark()

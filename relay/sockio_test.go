@@ -62,7 +62,7 @@ func TestUDPSocket(t *testing.T) {
 					want = append(want, msg)
 				}
 			}
-			_ = pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_ = pc.SetReadDeadline(time.Now().Add(rawTimeout))
 			buf := make([]byte, maxFrame)
 			var reused []net.Addr
 			for i, w := range want {
@@ -95,7 +95,7 @@ func TestUDPSocket(t *testing.T) {
 			if n, err := sock.writeTo(msg, peerAP); err != nil || n != len(msg) {
 				t.Fatalf("writeTo(%v) = %d, %v", peerAP, n, err)
 			}
-			_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_ = peer.SetReadDeadline(time.Now().Add(rawTimeout))
 			n, _, err := peer.ReadFrom(buf)
 			if err != nil || !bytes.Equal(buf[:n], msg) {
 				t.Fatalf("peer read %q, %v; want %q", buf[:n], err, msg)

@@ -37,7 +37,7 @@ func echoOver(t testing.TB, c net.Conn, msg string) {
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(rawTimeout))
 	got := make([]byte, len(msg))
 	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, []byte(msg)) {
 		t.Fatalf("echo %q (%v), want %q", got, err, msg)
@@ -96,7 +96,7 @@ func TestTCPRelay(t *testing.T) {
 	if _, err := in.Write([]byte("from the peer")); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(rawTimeout))
 	got := make([]byte, 13)
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != "from the peer" {
 		t.Fatalf("accepted connection read %q (%v)", got, err)
