@@ -100,7 +100,7 @@ func TestCoturnUclientRTCP(t *testing.T) {
 		}
 	}
 	const clients, messages = 6, 20
-	out := runTool(t, 30*time.Second, uclient,
+	out := runTool(t, uclient,
 		"-W", testSecret, "-u", "coturn", "-e", "127.0.0.1", "-r", fmt.Sprint(peer.Port),
 		"-p", fmt.Sprint(addrPortOf(s.UDPAddr()).Port()),
 		"-m", fmt.Sprint(clients), "-n", fmt.Sprint(messages), "-z", "5", "127.0.0.1")
