@@ -155,8 +155,7 @@ func TestNodeGone(t *testing.T) {
 	alice.Expect(wire.TypePeerJoined)
 	settle(t, nodes, "r", 2)
 
-	nodes[2].router.Close() // heartbeats stop ...
-	nodes[2].emb.Close()    // ... and the server goes
+	nodes[2].emb.Close() // its server and connection go, without a goodbye
 	if m := alice.Expect(wire.TypePeerLeft); m.ID != carol.ID || m.Reason != wire.ReasonLeft {
 		t.Fatalf("alice got %+v, want carol's peer-left", m)
 	}
@@ -201,5 +200,36 @@ func TestRoomCapRace(t *testing.T) {
 			t.Fatalf("round %d: %d joined, %d refused; want %d and %d", round, in.Load(), full.Load(), max, 3*perNode-max)
 		}
 		settle(t, nodes, room, max)
+	}
+}
+
+// TestNodeLeaves: a node that closes its router says goodbye: the others
+// forget it and its sessions at once, long before DeadAfter (an hour here),
+// and their members hear peer-left.
+func TestNodeLeaves(t *testing.T) {
+	nodes := startCluster(t, 3, func(_ int, o *Options) { o.DeadAfter = time.Hour })
+	stay := make(ch, 4)
+	nodes[0].router.Register("stay", stay)
+	if _, err := nodes[0].router.Join("r", signaling.Member{ID: "stay"}, 8); err != nil {
+		t.Fatal(err)
+	}
+	nodes[2].router.Register("going", &box{})
+	if _, err := nodes[2].router.Join("r", signaling.Member{ID: "going"}, 8); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, nodes, "r", 2)
+	nodes[2].router.Close()
+	for i, n := range nodes[:2] {
+		routertest.Eventually(t, fmt.Sprintf("node %d forgets node 3", i+1), func() bool {
+			return len(n.router.Peers()) == 1 && len(n.router.Members("r")) == 1
+		})
+	}
+	select {
+	case <-stay: // peer-left of "going" (the only delivery "stay" can get)
+	case <-time.After(routertest.WaitFor):
+		t.Fatal("no peer-left for the session of the node that left")
+	}
+	if g := nodes[0].router.Stats().Gone; g != 0 {
+		t.Fatalf("a node that said goodbye counted as gone (%d)", g)
 	}
 }

@@ -131,6 +131,8 @@ type heartbeat struct {
 	// Marks are HMAC-SHA256s (hex) of named secrets keyed by the cluster
 	// secret: equal marks mean equal secrets, without sending them.
 	Marks map[string]string `json:"marks"`
+	// Bye: the node is leaving (Router.Close); peers forget it at once.
+	Bye bool `json:"bye,omitempty"`
 }
 
 func parseHeartbeat(data []byte) (heartbeat, error) {

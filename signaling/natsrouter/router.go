@@ -194,11 +194,16 @@ func (r *Router) unsubscribe() {
 	}
 }
 
-// Close stops heartbeats and subscriptions (the connection stays open).
+// Close says goodbye to the peers (they forget this node's sessions at once
+// instead of after DeadAfter) and stops heartbeats and subscriptions; the
+// connection stays open. Close the hub first: its sessions' ends are told.
 func (r *Router) Close() {
 	r.once.Do(func() {
 		close(r.stop)
 		<-r.done
+		b, _ := json.Marshal(heartbeat{Node: r.self, Inc: r.inc, Marks: r.marks, Bye: true})
+		_ = r.nc.Publish(r.prefix+".hb", b)
+		_ = r.nc.Flush()
 		r.unsubscribe()
 	})
 }
@@ -890,6 +895,11 @@ func (r *Router) sweep(now time.Time) {
 		r.notifyLocked()
 	}
 	r.mu.Unlock()
+	r.tellLeft(left)
+}
+
+// tellLeft gives local members the peer-left of sessions whose node went.
+func (r *Router) tellLeft(left []departure) {
 	for _, d := range left {
 		_ = d.to.ep.Deliver(signaling.Envelope{Kind: signaling.KindClient, To: d.to.m.ID, Room: d.to.room,
 			Body: peerLeftBody(d.id)})
@@ -922,6 +932,17 @@ func (r *Router) onHeartbeat(m *nats.Msg) {
 	var left []departure
 	r.mu.Lock()
 	p, ok := r.peers[hb.Node]
+	if hb.Bye {
+		if ok && p.inc == hb.Inc {
+			delete(r.peers, hb.Node)
+			left = r.dropNodeLocked(hb.Node)
+			r.notifyLocked()
+			r.log.Info("cluster: node left", "peer", hb.Node)
+		}
+		r.mu.Unlock()
+		r.tellLeft(left)
+		return
+	}
 	if !ok || p.inc != hb.Inc {
 		if ok { // restarted: what it had is gone
 			left = r.dropNodeLocked(hb.Node)
@@ -953,10 +974,7 @@ func (r *Router) onHeartbeat(m *nats.Msg) {
 		}
 	}
 	r.mu.Unlock()
-	for _, d := range left {
-		_ = d.to.ep.Deliver(signaling.Envelope{Kind: signaling.KindClient, To: d.to.m.ID, Room: d.to.room,
-			Body: peerLeftBody(d.id)})
-	}
+	r.tellLeft(left)
 	if answer {
 		r.sendHeartbeat()
 	}
