@@ -233,3 +233,29 @@ func TestNodeLeaves(t *testing.T) {
 		t.Fatalf("a node that said goodbye counted as gone (%d)", g)
 	}
 }
+
+// TestLateNodeGetsSnapshot: a node that links when another already holds
+// more sessions than one snapshot message carries learns all of them.
+func TestLateNodeGetsSnapshot(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	nodes[1].router.Close() // node 2 leaves; it comes back below, late
+	routertest.Eventually(t, "node 1 alone", func() bool { return len(nodes[0].router.Peers()) == 0 })
+	const n = 2*snapshotChunk + 7
+	for i := range n {
+		id := fmt.Sprint("s", i)
+		nodes[0].router.Register(id, &box{})
+		if _, err := nodes[0].router.Join(fmt.Sprint("room", i%(n/4)), signaling.Member{ID: id, Name: "a name"}, 8); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late, err := New(nodes[1].emb.Conn, Options{Cluster: "test", Node: "n2", Secret: []byte(testSecret), Heartbeat: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(late.Close)
+	routertest.Eventually(t, "every session known on the late node", func() bool {
+		late.mu.RLock()
+		defer late.mu.RUnlock()
+		return len(late.entries) == n
+	})
+}

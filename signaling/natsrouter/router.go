@@ -522,6 +522,19 @@ func (r *Router) stateFrame(snap bool, ops []memberOp) []byte {
 	return append([]byte{opState}, b...)
 }
 
+// snapshotChunk is how many sessions one snapshot message carries: ~100
+// bytes each, well below NATS's default 1 MiB payload limit.
+const snapshotChunk = 2000
+
+// sendSnapshotLocked sends node every local session: the first message
+// replaces what node knew of this one, the others add to it.
+func (r *Router) sendSnapshotLocked(node string) {
+	ops := r.snapshotLocked()
+	for i := 0; i == 0 || i < len(ops); i += snapshotChunk {
+		r.publish(node, r.stateFrame(i == 0, ops[i:min(i+snapshotChunk, len(ops))]))
+	}
+}
+
 // snapshotLocked is every local session as ops.
 func (r *Router) snapshotLocked() []memberOp {
 	var ops []memberOp
@@ -965,7 +978,7 @@ func (r *Router) onHeartbeat(m *nats.Msg) {
 		if linked && !p.linked {
 			r.nodesSeen.Add(1)
 			// From now on this peer gets every change, after this snapshot.
-			r.publish(hb.Node, r.stateFrame(true, r.snapshotLocked()))
+			r.sendSnapshotLocked(hb.Node)
 			r.log.Info("cluster: linked", "peer", hb.Node)
 		}
 		if linked != p.linked {
