@@ -261,3 +261,28 @@ func TestClusterConcurrentJoins(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRingTimeout: a call to a session on another node that nobody
+// answers times out on both sides (the caller's node owns the timer, the
+// callee hears it through the cluster).
+func TestClusterRingTimeout(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	urls := startHubs(t, nodes, signaling.Config{RingTimeout: 200 * time.Millisecond})
+	alice := routertest.Dial(t, urls[0], "alice", "r")
+	settle(t, nodes, "r", 1)
+	bob := routertest.Dial(t, urls[1], "bob", "r")
+	alice.Expect(wire.TypePeerJoined)
+	alice.Send(wire.Call{Type: wire.TypeCall, To: bob.ID, Call: "t1"})
+	bob.Expect(wire.TypeCall)
+	alice.Expect(wire.TypeRinging)
+	if m := alice.Expect(wire.TypeTimeout); m.Call != "t1" {
+		t.Fatalf("caller's timeout %+v", m)
+	}
+	if m := bob.Expect(wire.TypeTimeout); m.Call != "t1" {
+		t.Fatalf("callee's timeout %+v", m)
+	}
+	// Both are free again: bob can call alice.
+	bob.Send(wire.Call{Type: wire.TypeCall, To: alice.ID, Call: "t2"})
+	alice.Expect(wire.TypeCall)
+	bob.Expect(wire.TypeRinging)
+}
