@@ -172,6 +172,9 @@ func TestCallChaos(t *testing.T) {
 			byID[p.id] = p
 		}
 		for _, p := range ps {
+			if p.joining > 0 {
+				return false // a move still on its way would end a call
+			}
 			if p.call == "" {
 				continue
 			}
@@ -215,7 +218,8 @@ func TestCallChaos(t *testing.T) {
 				t.Fatalf("callee got %s, want the call", w.raw)
 			}
 			b.send(map[string]any{"type": "decline", "call": id})
-			if w := answerTo(t, a.client, id); w.Type != "declined" {
+			// (Under load the 30 ms ring timeout may come first.)
+			if w := answerTo(t, a.client, id); w.Type != "declined" && w.Type != "timeout" {
 				t.Fatalf("caller got %s, want declined", w.raw)
 			}
 		}

@@ -37,6 +37,22 @@ type half struct {
 	rung      bool            // the callee confirmed its phone rings (ringing sent to the client)
 	ringUntil int64           // env.mono: when an unanswered call times out; static
 	ref       json.RawMessage // the call request's ref, for ringing, busy and errors
+	// invited: the invite has been handed to the Router. Until then an end
+	// decided elsewhere (a glare, the ring timer) waits in after, and
+	// handleCall sends it once the invite is on its way: an end must never
+	// overtake its invite.
+	invited bool
+	after   *control
+}
+
+// endLocked decides the end c of h, s's caller half (s.mu held): it is sent
+// at once (send true) unless the invite is not on its way yet.
+func (h *half) endLocked(c control) (send bool) {
+	if !h.invited {
+		h.after = &c
+		return false
+	}
+	return true
 }
 
 // Call control operations (control.Op).
@@ -95,6 +111,13 @@ func (s *session) handleCall(r request) *wireError {
 	s.e.ring.add(h, s)
 	b, _ := json.Marshal(control{Op: opInvite, Call: h.id, Name: s.name})
 	s.e.router.Send(Envelope{Kind: KindControl, From: s.id, To: m.To, Room: room, InRoom: true, Ref: m.Ref, Body: b})
+	s.mu.Lock()
+	h.invited = true
+	after := h.after
+	s.mu.Unlock()
+	if after != nil {
+		s.sendControl(h.peer, *after)
+	}
 	return nil
 }
 
@@ -255,7 +278,11 @@ func (s *session) invited(from string, c control) error {
 			s.mu.Unlock()
 			return ErrBusy
 		}
-		s.call, yielded = nil, h
+		s.call = nil
+		if h.endLocked(control{Op: opCancel, Call: h.id}) {
+			yielded = h
+		}
+		defer s.e.callOver(h)
 		_ = s.enqueueLocked(outgoing{Value: wire.CallEnded{Type: wire.TypeBusy, Call: h.id, From: from, Ref: h.ref}})
 	}
 	msg := outgoing{Value: wire.Incoming{Type: wire.TypeCall, Call: c.Call, From: from, Name: c.Name}, From: from}
@@ -265,12 +292,11 @@ func (s *session) invited(from string, c control) error {
 	}
 	s.mu.Unlock()
 	if yielded != nil {
-		// Our invite is still on its way to from, which normally refuses it
-		// (busy, ignored here). Should from have ended its own call before it
+		// Our invite is on its way to from, which normally refuses it (busy,
+		// ignored here). Should from have ended its own call before it
 		// arrives, it would ring there with no caller left: this cancel, sent
 		// after the invite, ends it.
 		s.sendControl(from, control{Op: opCancel, Call: yielded.id})
-		s.e.callOver(yielded)
 	}
 	if err != nil {
 		return err
@@ -345,7 +371,10 @@ func (s *session) ringTimeout(h *half) {
 	}
 	s.call = nil
 	_ = s.enqueueLocked(outgoing{Value: wire.Timeout{Type: wire.TypeTimeout, Call: h.id}})
+	send := h.endLocked(control{Op: opTimeout, Call: h.id})
 	s.mu.Unlock()
-	s.sendControl(h.peer, control{Op: opTimeout, Call: h.id})
+	if send {
+		s.sendControl(h.peer, control{Op: opTimeout, Call: h.id})
+	}
 	s.e.callOver(h)
 }
