@@ -29,6 +29,8 @@ func runTestRole(role string) int {
 		return natServerRole()
 	case "nat-client":
 		return natClientRole()
+	case "cluster-node":
+		return clusterNodeRole() // cluster_proc_test.go
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%q: unknown role\n", envTestRole, role)
 		return 2
