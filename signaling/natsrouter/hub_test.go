@@ -75,12 +75,39 @@ func peerIDs(ps []wire.Peer) []string {
 // other in a room, exchange signals (to one peer and to the room), call each
 // other (ring, accept, hangup, busy, decline, cancel), get peer-unavailable for
 // a peer that is nowhere, and meet the room cap of the whole cluster.
+//
+// Table-driven: the same steps on one node (the local router, every client on
+// the one hub) and on the 3-node cluster, so the two cannot drift.
 func TestClusterProtocol(t *testing.T) {
-	nodes := startCluster(t, 3, nil)
-	urls := startHubs(t, nodes, signaling.Config{MaxRoomSize: 3, ResumeGrace: 100 * time.Millisecond})
+	cfg := signaling.Config{MaxRoomSize: 3, ResumeGrace: 100 * time.Millisecond}
+	t.Run("one node", func(t *testing.T) {
+		c := cfg
+		c.ICE = fixedICE{}
+		h, err := signaling.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		t.Cleanup(func() {
+			srv.Close()
+			h.Close()
+		})
+		protocolSteps(t, []string{srv.URL, srv.URL, srv.URL}, func(*testing.T, int) {})
+	})
+	t.Run("three nodes", func(t *testing.T) {
+		nodes := startCluster(t, 3, nil)
+		urls := startHubs(t, nodes, cfg)
+		protocolSteps(t, urls, func(t *testing.T, n int) { settle(t, nodes, "r", n) })
+	})
+}
+
+// protocolSteps is TestClusterProtocol on hubs at urls (alice on the first,
+// bob the second, carol the third); settle waits until every node knows n
+// members of room r.
+func protocolSteps(t *testing.T, urls []string, settle func(t *testing.T, n int)) {
 
 	alice := routertest.Dial(t, urls[0], "alice", "r")
-	settle(t, nodes, "r", 1)
+	settle(t, 1)
 	bob := routertest.Dial(t, urls[1], "bob", "r")
 	if got := peerIDs(bob.Welcome.Peers); !slices.Equal(got, []string{alice.ID}) {
 		t.Fatalf("bob's welcome peers %v, want alice %s", got, alice.ID)
@@ -88,7 +115,7 @@ func TestClusterProtocol(t *testing.T) {
 	if p := peerOf(t, alice.Expect(wire.TypePeerJoined)); p.ID != bob.ID || p.Name != "bob" {
 		t.Fatalf("alice's peer-joined %+v, want bob", p)
 	}
-	settle(t, nodes, "r", 2)
+	settle(t, 2)
 	carol := routertest.Dial(t, urls[2], "carol", "r")
 	if got, want := peerIDs(carol.Welcome.Peers), peerIDs([]wire.Peer{{ID: alice.ID}, {ID: bob.ID}}); !slices.Equal(got, want) {
 		t.Fatalf("carol's welcome peers %v, want %v", got, want)
@@ -98,7 +125,7 @@ func TestClusterProtocol(t *testing.T) {
 			t.Fatalf("peer-joined %+v, want carol", p)
 		}
 	}
-	settle(t, nodes, "r", 3)
+	settle(t, 3)
 
 	t.Run("room cap is the cluster's", func(t *testing.T) {
 		for i, u := range urls {
@@ -194,7 +221,7 @@ func TestClusterProtocol(t *testing.T) {
 		if m := bob.Expect(wire.TypePeerLeft); m.ID != carol.ID {
 			t.Fatalf("bob's peer-left %+v", m)
 		}
-		settle(t, nodes, "r", 2)
+		settle(t, 2)
 	})
 }
 
