@@ -117,6 +117,7 @@ type Router struct {
 	// admitted: entries this node admitted as a room's owner whose joins
 	// have not arrived yet; guarded by mu. room → id → when.
 	admitted map[string]map[string]time.Time
+	tombs    map[string]tomb  // guarded by mu; sessions of other nodes removed lately
 	peers    map[string]*peer // guarded by mu; by node name
 	changed  chan struct{}    // guarded by mu; closed when links change
 
@@ -155,6 +156,7 @@ func New(nc *nats.Conn, opt Options) (*Router, error) {
 		rooms:    make(map[string]map[string]*entry),
 		peers:    make(map[string]*peer),
 		admitted: make(map[string]map[string]time.Time),
+		tombs:    make(map[string]tomb),
 		changed:  make(chan struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -587,6 +589,7 @@ func (r *Router) applyState(s stateMsg) {
 			if had {
 				r.leaveLocked(old)
 				delete(r.entries, o.ID)
+				r.tombs[o.ID] = tomb{node: s.Node, at: time.Now()}
 			}
 		case opReg, opJoin:
 			if !had {
@@ -786,6 +789,11 @@ func (r *Router) onNode(m *nats.Msg) {
 			r.log.Warn("cluster: bad envelope frame", "err", err)
 			return
 		}
+		if e.Kind != signaling.KindBounce && e.From != "" && !r.sentBy(e.From, origin) {
+			r.bad.Add(1)
+			r.log.Warn("cluster: envelope from a session its node does not have; dropped", "origin", origin, "from", e.From)
+			return
+		}
 		r.in.Add(1)
 		if m.Data[0] == opBroadcast {
 			local, _ := r.roomTargets(e.Room, e.From, false)
@@ -820,6 +828,27 @@ func (r *Router) onNode(m *nats.Msg) {
 	default:
 		r.bad.Add(1)
 	}
+}
+
+// sentBy reports whether session id is (or just was) one of node's: a node
+// does not trust another's word about whose envelope it carries. A session's
+// last envelopes (its hangup) follow its removal, hence the tombstones.
+func (r *Router) sentBy(id, node string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e, ok := r.entries[id]; ok {
+		return e.node == node
+	}
+	t, ok := r.tombs[id]
+	return ok && t.node == node
+}
+
+// tombTTL is how long a removed session's id is still accepted from its node.
+const tombTTL = time.Minute
+
+type tomb struct {
+	node string
+	at   time.Time
 }
 
 // receive delivers an envelope from node origin to a local session, or bounces
@@ -888,6 +917,11 @@ func (r *Router) sendHeartbeat() {
 func (r *Router) sweep(now time.Time) {
 	var left []departure
 	r.mu.Lock()
+	for id, t := range r.tombs {
+		if now.Sub(t.at) > tombTTL {
+			delete(r.tombs, id)
+		}
+	}
 	for room, a := range r.admitted {
 		for id, at := range a {
 			if now.Sub(at) > admissionTTL {

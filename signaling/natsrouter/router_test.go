@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchboard-rtc/switchboard/signaling"
 	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
@@ -18,7 +20,7 @@ func bareRouter() *Router {
 	return &Router{self: "a", inc: "ia", log: slog.New(slog.DiscardHandler),
 		entries: make(map[string]*entry), rooms: make(map[string]map[string]*entry),
 		peers: map[string]*peer{"b": {inc: "ib"}}, changed: make(chan struct{}),
-		admitted: make(map[string]map[string]time.Time)}
+		admitted: make(map[string]map[string]time.Time), tombs: make(map[string]tomb)}
 }
 
 type box struct {
@@ -86,5 +88,34 @@ func TestConcurrentJoinsAcrossNodes(t *testing.T) {
 	r.applyState(stateMsg{Node: "b", Inc: "old", Ops: []memberOp{{Op: opUnreg, ID: "x"}}})
 	if n := len(r.Members("R")); n != 5 {
 		t.Fatalf("members %d, want 5", n)
+	}
+}
+
+// TestEnvelopeFromAnotherNodesSession: an envelope whose sender is not a
+// session of the node that sent it is dropped (and counted); one from the
+// node's session, or from a session it removed a moment ago (its last
+// hangup), is delivered.
+func TestEnvelopeFromAnotherNodesSession(t *testing.T) {
+	r := bareRouter()
+	got := make(ch, 8)
+	r.Register("l", got)
+	r.applyState(join("x", "R"))
+	frame := func(origin, from string) *nats.Msg {
+		b, err := appendEnvelopeFrame(nil, opSend, origin, signaling.Envelope{Kind: signaling.KindControl, From: from, To: "l", Body: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &nats.Msg{Data: b}
+	}
+	r.onNode(frame("c", "x")) // x is b's, not c's
+	r.onNode(frame("b", "nobody"))
+	if n := len(got); n != 0 || r.Stats().Bad != 2 {
+		t.Fatalf("%d delivered, %d bad: want the two spoofed ones dropped", n, r.Stats().Bad)
+	}
+	r.onNode(frame("b", "x"))
+	r.applyState(stateMsg{Node: "b", Inc: "ib", Ops: []memberOp{{Op: opUnreg, ID: "x"}}})
+	r.onNode(frame("b", "x")) // x's hangup after its removal
+	if n := len(got); n != 2 {
+		t.Fatalf("%d delivered, want 2", n)
 	}
 }
