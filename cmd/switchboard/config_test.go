@@ -186,7 +186,7 @@ var badConfigs = []struct {
 	{"relay ports reversed", map[string]string{"SWITCHBOARD_RELAY_PORTS": "60000-50000"}, "RELAY_PORTS"},
 	{"relay ports privileged", map[string]string{"SWITCHBOARD_RELAY_PORTS": "100-200"}, "RELAY_PORTS"},
 	{"relay ports not numbers", map[string]string{"SWITCHBOARD_RELAY_PORTS": "a-b"}, "RELAY_PORTS"},
-	{"stun alt addr with wildcard turn addr", map[string]string{"SWITCHBOARD_STUN_ALT_ADDR": "127.0.0.2:3479"}, "STUN_ALT_ADDR"},
+	{"stun alt addr with wildcard turn addr", map[string]string{"SWITCHBOARD_TURN_ADDR": ":0", "SWITCHBOARD_STUN_ALT_ADDR": "127.0.0.2:3479"}, "STUN_ALT_ADDR"},
 	{"stun alt addr same port", map[string]string{"SWITCHBOARD_TURN_ADDR": "127.0.0.1:3478", "SWITCHBOARD_STUN_ALT_ADDR": "127.0.0.2:3478"}, "STUN_ALT_ADDR"},
 	{"stun alt addr same ip", map[string]string{"SWITCHBOARD_TURN_ADDR": "127.0.0.1:3478", "SWITCHBOARD_STUN_ALT_ADDR": "127.0.0.1:3479"}, "STUN_ALT_ADDR"},
 	{"stun alt addr other family", map[string]string{"SWITCHBOARD_TURN_ADDR": "127.0.0.1:3478", "SWITCHBOARD_STUN_ALT_ADDR": "[::1]:3479"}, "STUN_ALT_ADDR"},
@@ -252,11 +252,13 @@ func TestRunBadConfig(t *testing.T) {
 	}{}, badConfigs...), extra...)
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			// Listeners on loopback in case a case wrongly passes validation.
+			// Listeners on loopback and no kernel fast path in case a case
+			// wrongly passes validation.
 			m := map[string]string{
-				"SWITCHBOARD_PUBLIC_IP": "127.0.0.1",
-				"SWITCHBOARD_HTTP_ADDR": "127.0.0.1:0",
-				"SWITCHBOARD_TURN_ADDR": "127.0.0.1:0",
+				"SWITCHBOARD_PUBLIC_IP":     "127.0.0.1",
+				"SWITCHBOARD_HTTP_ADDR":     "127.0.0.1:0",
+				"SWITCHBOARD_TURN_ADDR":     "127.0.0.1:0",
+				"SWITCHBOARD_RELAY_OFFLOAD": "off",
 			}
 			maps.Copy(m, tt.env)
 			var environ []string
