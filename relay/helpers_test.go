@@ -24,19 +24,36 @@ func TestMain(m *testing.M) {
 
 const testSecret = "test-secret-0123456789"
 
-// testLogger logs to the test output when -v and RELAY_TEST_LOG=1, else discards.
+// testLogger logs to the test output when -v and RELAY_TEST_LOG=1, else discards. A fuzz
+// target may not log through f, so fuzz tests always discard.
 func testLogger(t testing.TB) *slog.Logger {
 	t.Helper()
-	if os.Getenv("RELAY_TEST_LOG") == "" {
+	if _, fuzz := t.(*testing.F); fuzz || os.Getenv("RELAY_TEST_LOG") == "" {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w := &tWriter{t: t}
+	// pion's clients run goroutines that Close does not wait for (a channel bind retry);
+	// once the test has ended their lines are dropped, as t.Log would panic or race.
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t testing.TB }
+type tWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool // the test has ended; guarded by mu
+}
 
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimSpace(p)))
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(bytes.TrimSpace(p)))
+	}
 	return len(p), nil
 }
 
