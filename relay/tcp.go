@@ -88,10 +88,14 @@ func (l *connListener) Accept() (net.Conn, error) {
 		c.buf = make([]byte, maxFrame)
 		l.mu.Lock()
 		if l.closed {
+			// Close ran between the accept and here (a client's connection still in the
+			// backlog, e.g. an RFC 6062 data connection it gave up on): pion's loop ends on
+			// this error as on any other close, so its count ends here too.
 			l.mu.Unlock()
 			l.s.tcpConns.Add(-1)
 			l.s.unauth.release(src)
 			_ = nc.Close()
+			l.once.Do(l.s.loops.Done)
 			return nil, net.ErrClosed
 		}
 		l.conns[c] = struct{}{}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -146,5 +147,91 @@ func TestTCPPeerConnsCap(t *testing.T) {
 	_ = c.Close()
 	if !p.take("alice") || p.take("alice") {
 		t.Fatal("closing one connection (twice) must free exactly one slot")
+	}
+}
+
+// gatedListener hands out the connections sent on conns. Close does not end an Accept in
+// progress: that Accept still returns the next connection, as a kernel accept that
+// completed just before the close does.
+type gatedListener struct {
+	entered chan struct{} // receives when Accept starts waiting
+	conns   chan net.Conn
+	addr    net.Addr
+}
+
+func (g *gatedListener) Accept() (net.Conn, error) {
+	g.entered <- struct{}{}
+	c, ok := <-g.conns
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+
+func (g *gatedListener) Close() error   { return nil }
+func (g *gatedListener) Addr() net.Addr { return g.addr }
+
+// TestConnListenerAcceptAfterClose: a connection accepted while the listener closes (an
+// RFC 6062 data connection the client gave up on, still in the backlog, is the usual one)
+// is closed, and pion's accept loop is still counted out of Server.loops. It used to stay
+// counted, and Server.Close waited closeWait for it, then failed ("goroutines did not stop
+// in time"); TestTCPRelayPolicy hit it about 3 times in 20.
+func TestConnListenerAcceptAfterClose(t *testing.T) {
+	s, err := New(baseConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	g := &gatedListener{entered: make(chan struct{}, 1), conns: make(chan net.Conn, 1), addr: ln.Addr()}
+	s.loops.Add(1) // pion's accept loop, as Listen counts it
+	cl := newConnListener(s, g, nil)
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		c, err := cl.Accept()
+		res <- result{c, err}
+	}()
+	<-g.entered
+	if err := cl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g.conns <- raw // the accept completes after Close
+	r := <-res
+	if r.c != nil || !errors.Is(r.err, net.ErrClosed) {
+		t.Fatalf("Accept after Close = %v, %v; want nil, net.ErrClosed", r.c, r.err)
+	}
+	// The connection was closed: the client reads EOF.
+	_ = client.SetReadDeadline(time.Now().Add(rawTimeout))
+	if n, err := client.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client read %d, %v after the late accept; want EOF (connection closed)", n, err)
+	}
+	if n := s.tcpConns.Load(); n != 0 {
+		t.Errorf("tcpConns = %d after the late accept, want 0", n)
+	}
+	loopsDone := make(chan struct{})
+	go func() { s.loops.Wait(); close(loopsDone) }()
+	select {
+	case <-loopsDone:
+	case <-time.After(rawTimeout):
+		s.loops.Done() // let the waiter end, so the leak check reports only this failure
+		<-loopsDone
+		t.Fatal("Server.loops still counts the accept loop after Accept returned net.ErrClosed")
 	}
 }
