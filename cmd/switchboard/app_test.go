@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while run writes to it.
@@ -195,29 +197,18 @@ func TestServe(t *testing.T) {
 
 // hello opens /ws and completes hello/welcome, returning the conn and the
 // iceServers of the welcome.
-func hello(tb testing.TB, ctx context.Context, base string) (*websocket.Conn, []struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username"`
-	Credential string   `json:"credential"`
-}) {
+func hello(tb testing.TB, ctx context.Context, base string) (*websocket.Conn, []wire.ICEServer) {
 	tb.Helper()
 	c, _, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+"/ws", nil)
 	if err != nil {
 		tb.Fatalf("dial /ws: %v", err)
 	}
-	if err := wsjson.Write(ctx, c, map[string]any{"type": "hello", "name": "test"}); err != nil {
+	if err := wsjson.Write(ctx, c, wire.Hello{Type: wire.TypeHello, Name: "test"}); err != nil {
 		tb.Fatal(err)
 	}
-	var w struct {
-		Type       string `json:"type"`
-		ICEServers []struct {
-			URLs       []string `json:"urls"`
-			Username   string   `json:"username"`
-			Credential string   `json:"credential"`
-		} `json:"iceServers"`
-	}
+	var w wire.Welcome
 	tb.Cleanup(func() { c.CloseNow() })
-	if err := wsjson.Read(ctx, c, &w); err != nil || w.Type != "welcome" {
+	if err := wsjson.Read(ctx, c, &w); err != nil || w.Type != wire.TypeWelcome {
 		tb.Fatalf("welcome: %+v, %v", w, err)
 	}
 	return c, w.ICEServers
@@ -257,11 +248,7 @@ func turnClient(tb testing.TB, a *app, user, pass string) (*turn.Client, net.Pac
 	return c, relayConn, err
 }
 
-func turnCreds(tb testing.TB, servers []struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username"`
-	Credential string   `json:"credential"`
-}) (string, string) {
+func turnCreds(tb testing.TB, servers []wire.ICEServer) (string, string) {
 	tb.Helper()
 	for _, s := range servers {
 		if s.Username != "" {

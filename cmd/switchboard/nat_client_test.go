@@ -23,6 +23,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
 // Environment of the client role (set by the test, never by a user).
@@ -55,40 +57,8 @@ const (
 	natDefaultHeartbeat = 20 * time.Second
 )
 
-// natWire is every field the client reads from a server message.
-type natWire struct {
-	Type       string          `json:"type"`
-	Seq        int64           `json:"seq"`
-	ID         string          `json:"id"`
-	Resume     json.RawMessage `json:"resume"`
-	Resumed    bool            `json:"resumed"`
-	ICEServers []natICEServer  `json:"iceServers"`
-	Heartbeat  struct {
-		Interval int64 `json:"interval"` // ms
-		Timeout  int64 `json:"timeout"`  // ms
-	} `json:"heartbeat"`
-	Peers   []natPeer       `json:"peers"`
-	Peer    json.RawMessage `json:"peer"` // peer-joined: object; accepted: id
-	Call    string          `json:"call"`
-	From    string          `json:"from"`
-	Name    string          `json:"name"`
-	Polite  bool            `json:"polite"`
-	Data    json.RawMessage `json:"data"`
-	Reason  string          `json:"reason"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-}
-
-type natICEServer struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username"`
-	Credential string   `json:"credential"`
-}
-
-type natPeer struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
+// natWire is any server message, as every Go client of the protocol decodes it.
+type natWire = wire.Any
 
 // natSignal is the client-defined payload of a signal message between two test peers.
 type natSignal struct {
@@ -110,7 +80,8 @@ type natClient struct {
 	// owned by run
 	id        string
 	resume    string
-	lastSeq   int64
+	lastSeq   uint64
+	sockets   uint64 // sockets opened for this session: hello.attempt
 	connN     int
 	ice       []webrtc.ICEServer
 	peers     map[string]string // id → name
@@ -237,9 +208,13 @@ func (c *natClient) run(ctx context.Context, cmds <-chan natCommand) {
 	var dialing sync.WaitGroup // at most one attempt at a time
 	dial := func() {
 		hello := map[string]any{"type": "hello", "name": c.name, "room": natRoom}
-		if c.resume != "" {
+		c.sockets++
+		if c.resume == "" {
+			c.sockets = 1 // a fresh session
+		} else {
 			hello["resume"] = c.resume
 			hello["ack"] = c.lastSeq
+			hello["attempt"] = c.sockets
 		}
 		dialing.Go(func() {
 			conn, w, err := natDial(ctx, c.url, hello)
@@ -384,16 +359,19 @@ func (c *natClient) welcome(ctx context.Context, conn *websocket.Conn, w natWire
 		clear(c.peers)
 	}
 	c.id = w.ID
-	var tok string
-	if json.Unmarshal(w.Resume, &tok) == nil {
-		c.resume = tok
+	if w.Resume != "" {
+		c.resume = w.Resume
 	}
 	c.ice = natToPion(w.ICEServers)
-	c.heartbeat = time.Duration(w.Heartbeat.Interval) * time.Millisecond
+	var hb wire.Heartbeat
+	if w.Heartbeat != nil {
+		hb = *w.Heartbeat
+	}
+	c.heartbeat = time.Duration(hb.Interval) * time.Millisecond
 	if c.heartbeat <= 0 {
 		c.heartbeat = natDefaultHeartbeat
 	}
-	c.liveFor = time.Duration(w.Heartbeat.Timeout) * time.Millisecond
+	c.liveFor = time.Duration(hb.Timeout) * time.Millisecond
 	if c.liveFor <= 0 {
 		c.liveFor = 2 * c.heartbeat
 	}
@@ -446,8 +424,8 @@ func (c *natClient) handle(ctx context.Context, w natWire) {
 	switch w.Type {
 	case "pong", "ringing":
 	case "peer-joined":
-		var p natPeer
-		if err := json.Unmarshal(w.Peer, &p); err != nil {
+		p, err := w.PeerInfo()
+		if err != nil {
 			c.fail("peer-joined without peer object: %v", err)
 			return
 		}
@@ -479,7 +457,7 @@ func (c *natClient) handle(ctx context.Context, w natWire) {
 			c.fail("accepted for unknown call %q", w.Call)
 			return
 		}
-		if w.Polite {
+		if w.Polite != nil && *w.Polite {
 			// The callee waits for the offer: the caller's signals say whether the call
 			// uses TURN (natSignal.Direct), so its PeerConnection is made on the first.
 			return
@@ -771,7 +749,7 @@ func (c *natClient) emitPeers() {
 	c.emit.emit(natEvent{Ev: "peers", Name: c.name, Peers: names})
 }
 
-func natToPion(servers []natICEServer) []webrtc.ICEServer {
+func natToPion(servers []wire.ICEServer) []webrtc.ICEServer {
 	out := make([]webrtc.ICEServer, 0, len(servers))
 	for _, s := range servers {
 		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})

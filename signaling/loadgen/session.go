@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
 // session is one client connection. Its reader goroutine (readLoop) owns
@@ -39,20 +41,11 @@ type codeError struct{ code, msg string }
 
 func (e *codeError) Error() string { return "server error " + e.code + ": " + e.msg }
 
-// inbound is every server message field the load generator looks at.
+// inbound is every server message field the load generator looks at: the
+// Switchboard protocol's (package wire) and PeerJS's payload.
 type inbound struct {
-	Type string `json:"type"`
-	Seq  uint64 `json:"seq"`
-	// Switchboard welcome and error
-	ID        string `json:"id"`
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	Heartbeat struct {
-		Interval int64 `json:"interval"` // ms
-	} `json:"heartbeat"`
-	// signal data (Switchboard) / payload (PeerJS)
-	Data    json.RawMessage `json:"data"`
-	Payload json.RawMessage `json:"payload"`
+	wire.Any
+	Payload json.RawMessage `json:"payload"` // PeerJS
 }
 
 // mark is the data of every benchmark signal.
@@ -110,28 +103,21 @@ func (s *session) handshake(ctx context.Context, token string) error {
 			return false, nil
 		})
 	}
-	hello := map[string]any{
-		"type": "hello",
-		"name": "bench-" + strconv.Itoa(s.idx),
-		// Each pair gets a room of its own: in a shared lobby every join
-		// would be announced to every session, O(N²) messages.
-		"room": "bench-" + strconv.Itoa(s.idx/2),
-	}
-	if token != "" {
-		hello["token"] = token
-	}
-	b, _ := json.Marshal(hello)
+	// Each pair gets a room of its own: in a shared lobby every join would be
+	// announced to every session, O(N²) messages.
+	room := "bench-" + strconv.Itoa(s.idx/2)
+	b, _ := json.Marshal(wire.Hello{Type: wire.TypeHello, Name: "bench-" + strconv.Itoa(s.idx), Room: &room, Token: token})
 	if err := s.conn.Write(ctx, websocket.MessageText, b); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
 	return s.expect(ctx, func(m *inbound) (bool, error) {
 		switch m.Type {
-		case "welcome":
+		case wire.TypeWelcome:
 			if m.ID == "" {
 				return false, &codeError{code: "bad-welcome", msg: "welcome without id"}
 			}
 			s.id = m.ID
-			if m.Heartbeat.Interval > 0 && s.r.cfg.Heartbeat == 0 {
+			if m.Heartbeat != nil && m.Heartbeat.Interval > 0 && s.r.cfg.Heartbeat == 0 {
 				s.r.hbEvery.CompareAndSwap(0, m.Heartbeat.Interval*int64(time.Millisecond))
 			}
 			return true, nil
