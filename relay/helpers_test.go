@@ -308,11 +308,16 @@ func (c *rawClient) login(method stun.Method, username, password string) *sessio
 // signed sends a request of method with attrs, signed with the session's credentials.
 func (s *session) signed(method stun.Method, attrs ...stun.Setter) *stun.Message {
 	s.t.Helper()
+	return s.do(s.build(method, attrs...))
+}
+
+// build makes the request signed sends, for a test that sends it itself.
+func (s *session) build(method stun.Method, attrs ...stun.Setter) *stun.Message {
 	setters := []stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}
 	setters = append(setters, attrs...)
 	setters = append(setters, stun.NewUsername(s.username), stun.NewRealm(string(s.realm)), stun.NewNonce(string(s.nonce)),
 		stun.NewLongTermIntegrity(s.username, string(s.realm), s.password))
-	return s.do(stun.MustBuild(setters...))
+	return stun.MustBuild(setters...)
 }
 
 func (s *session) allocate() int {
