@@ -21,6 +21,7 @@ type collector struct {
 	permRefused, packets, bytes                                   *prometheus.Desc
 	detached, connections, resumed, undeliverable, slowConsumers  *prometheus.Desc
 	originRefused, pendingRefused, disconnects                    *prometheus.Desc
+	tokensRenewed, staleResumes                                   *prometheus.Desc
 }
 
 func newCollector(a *app) *collector {
@@ -55,6 +56,8 @@ func newCollector(a *app) *collector {
 		originRefused:  d("signaling_origin_refused_total", "WebSocket upgrades refused for their Origin or a bad handshake."),
 		pendingRefused: d("signaling_pending_refused_total", "WebSocket upgrades refused (HTTP 429) because the client address already had too many sockets waiting for their hello."),
 		disconnects:    d("signaling_disconnects_total", "WebSocket links closed, by reason.", "reason"),
+		tokensRenewed:  d("signaling_tokens_renewed_total", "Sign-in tokens renewed over the WebSocket before they expired."),
+		staleResumes:   d("signaling_stale_resumes_total", "Resumes refused (close 4001) as older than one already accepted (hello.attempt)."),
 	}
 }
 
@@ -64,7 +67,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.rateLimited, c.authRefused, c.credIssued, c.allocActive, c.allocCreated,
 		c.allocRefused, c.turnAuthFail, c.permRefused, c.packets, c.bytes,
 		c.detached, c.connections, c.resumed, c.undeliverable, c.slowConsumers,
-		c.originRefused, c.pendingRefused, c.disconnects,
+		c.originRefused, c.pendingRefused, c.disconnects, c.tokensRenewed, c.staleResumes,
 	} {
 		ch <- d
 	}
@@ -100,6 +103,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.slowConsumers, float64(hs.SlowConsumers))
 	counter(c.originRefused, float64(hs.OriginRefused))
 	counter(c.pendingRefused, float64(hs.PendingRefused))
+	counter(c.tokensRenewed, float64(hs.TokensRenewed))
+	counter(c.staleResumes, float64(hs.StaleResumes))
 	for _, r := range slices.Sorted(maps.Keys(hs.Disconnects)) {
 		counter(c.disconnects, float64(hs.Disconnects[r]), r)
 	}
