@@ -17,14 +17,13 @@ func TestShutdown(t *testing.T) {
 	b := join(t, ts, "b", "r")
 	pre := dial(t, ts.url, nil) // before hello
 	a.expect("peer-joined")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// The deadline is only a hang guard (30 closeWaits); that the hub does not wait
+	// on a client beyond closeWait is checked in virtual time
+	// (TestShutdownVirtualTime), where load cannot stretch it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*closeWait)
 	defer cancel()
-	start := time.Now()
 	if err := ts.hub.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
-	}
-	if d := time.Since(start); d > closeWait {
-		t.Fatalf("Shutdown took %v with responsive clients", d)
 	}
 	for _, c := range []*client{a, b, pre} {
 		if got := c.closed(); got != websocket.StatusServiceRestart {
@@ -56,12 +55,19 @@ func TestShutdownUnresponsive(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "session", func() bool { return ts.hub.Stats().Sessions == 1 })
-	start := time.Now()
-	if err := ts.hub.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	if d := time.Since(start); d > closeWait+2*time.Second {
-		t.Fatalf("Shutdown took %v with a mute client, want about closeWait", d)
+	// Shutdown must return on its own (ctx has no deadline): the mute client's
+	// socket is cut after closeWait. The guard below is 30 closeWaits, only
+	// against a hang; the closeWait bound itself is checked in virtual time
+	// (TestShutdownVirtualTime).
+	done := make(chan error, 1)
+	go func() { done <- ts.hub.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(30 * closeWait):
+		t.Fatalf("Shutdown still waiting on a mute client after %v (hang guard, 30 closeWaits)", 30*closeWait)
 	}
 }
 
@@ -327,8 +333,11 @@ func TestSweepWithCoarseTick(t *testing.T) {
 	if w := a.expect("peer-left"); w.ID != b.id {
 		t.Fatalf("peer-left = %s, want %s", w.raw, b.id)
 	}
-	if took := time.Since(start); took < 300*time.Millisecond || took > 2*time.Second {
-		t.Errorf("peer-left after %v, want after the 300 ms grace and within a few Ticks", took)
+	// Not before the grace ends (a bound that follows from the logic). That it
+	// comes within a few Ticks after is checked in virtual time
+	// (TestSweepWithCoarseTickVirtualTime); here expect's 5 s is a hang guard.
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("peer-left after %v, want after the 300 ms grace", took)
 	}
 	c := dial(t, ts.url, nil) // never says hello
 	if got := c.closed(); got != websocket.StatusPolicyViolation {

@@ -186,3 +186,89 @@ func TestCredentialRefreshVirtualTime(t *testing.T) {
 		}
 	})
 }
+
+// TestShutdownVirtualTime: Shutdown does not wait on a client beyond closeWait.
+// Clients that answer the close handshake let it return at once; a client that
+// never reads holds it for closeWait, when its socket is cut, and no longer. In
+// virtual time, so the bounds are exact whatever the machine's load.
+func TestShutdownVirtualTime(t *testing.T) {
+	tests := []struct {
+		name string
+		mute bool
+		max  time.Duration
+	}{
+		{name: "responsive", max: 0},
+		{name: "mute client", mute: true, max: closeWait},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				dial, h, stop := bubbleHub(t, Config{})
+				defer stop()
+				talker := dial("talker")
+				read := make(chan error, 1)
+				go func() {
+					for {
+						if _, _, err := talker.Read(context.Background()); err != nil {
+							read <- err
+							return
+						}
+					}
+				}()
+				if tt.mute {
+					dial("mute") // reads its welcome, then nothing
+				}
+				synctest.Wait()
+				start := time.Now()
+				if err := h.Shutdown(context.Background()); err != nil {
+					t.Fatalf("Shutdown: %v", err)
+				}
+				el := time.Since(start)
+				t.Logf("Shutdown took %v (virtual)", el)
+				if el > tt.max {
+					t.Fatalf("Shutdown took %v (virtual), want at most %v", el, tt.max)
+				}
+				if err := <-read; websocket.CloseStatus(err) != websocket.StatusServiceRestart {
+					t.Fatalf("talker's read ended with %v, want 1012", err)
+				}
+			})
+		})
+	}
+}
+
+// TestSweepWithCoarseTickVirtualTime: with a Tick coarser than the 20 ms scan
+// tick, a session past its grace still ends within a Tick after the grace (the
+// real-time TestSweepWithCoarseTick can only check "not before").
+func TestSweepWithCoarseTickVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const grace, tick = 300 * time.Millisecond, 100 * time.Millisecond
+		dial, _, stop := bubbleHub(t, Config{ResumeGrace: grace, HelloTimeout: grace, Tick: tick})
+		defer stop()
+		a := dial("a")
+		b := dial("b")
+		next := func() srvMsg {
+			t.Helper()
+			_, raw, err := a.Read(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var w srvMsg
+			_ = json.Unmarshal(raw, &w)
+			w.raw = raw
+			return w
+		}
+		if w := next(); w.Type != "peer-joined" {
+			t.Fatalf("got %s, want peer-joined", w.raw)
+		}
+		start := time.Now()
+		b.CloseNow()
+		if w := next(); w.Type != "peer-left" {
+			t.Fatalf("got %s, want peer-left", w.raw)
+		}
+		took := time.Since(start)
+		t.Logf("peer-left after %v (virtual)", took)
+		if took < grace || took > grace+tick {
+			t.Fatalf("peer-left after %v (virtual), want between %v and %v", took, grace, grace+tick)
+		}
+	})
+}
