@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
 func TestHelloWelcome(t *testing.T) {
@@ -111,7 +114,15 @@ func TestRelay(t *testing.T) {
 					t.Fatalf("%s got %s, want from %s data %s", r.id, w.raw, a.id, tt.data)
 				}
 			}
-			a.quiet(20 * time.Millisecond) // the sender hears nothing on success
+			// The sender hears nothing on success: each recipient's answer is the
+			// next thing it gets (deliveries are in order, so whatever the send
+			// caused for a would come first) instead of a quiet window.
+			for _, r := range tt.want {
+				r.send(map[string]any{"type": "signal", "to": a.id, "data": "ack"})
+				if w := a.expect("signal"); w.From != r.id || string(w.Data) != `"ack"` {
+					t.Fatalf("sender got %s, want only the ack from %s", w.raw, r.id)
+				}
+			}
 			other.quiet(0)
 		})
 	}
@@ -297,7 +308,11 @@ func TestPingPongAck(t *testing.T) {
 	if w := a.expect("pong"); *w.Ack != 3 {
 		t.Fatalf("pong = %s, want ack 3", w.raw)
 	}
-	a.quiet(20 * time.Millisecond)
+	// Nothing else came for the duplicate: the next ping's pong is the next message.
+	a.send(map[string]any{"type": "ping"})
+	if w := a.expect("pong"); *w.Ack != 3 {
+		t.Fatalf("pong = %s, want ack 3 again", w.raw)
+	}
 }
 
 func TestJoin(t *testing.T) {
@@ -374,9 +389,18 @@ func TestOversizeOthersUnaffected(t *testing.T) {
 		t.Fatalf("close = %v, want 1009", got)
 	}
 	// a notices nothing: no peer-left (b is in its grace), and relaying still works.
+	// The positive marker instead of a quiet window: a newcomer's peer-joined is
+	// the next thing a gets, and the newcomer is told b is still in the room.
 	a.send(map[string]any{"type": "ping"})
 	a.expect("pong")
-	a.quiet(30 * time.Millisecond)
+	late := dial(t, ts.url, nil)
+	lw := late.hello(map[string]any{"name": "late", "room": "r"})
+	if !slices.ContainsFunc(lw.Peers, func(p wire.Peer) bool { return p.ID == b.id }) {
+		t.Fatalf("newcomer's welcome lists %+v, want b %s (in its grace)", lw.Peers, b.id)
+	}
+	if w := a.next(); w.Type != "peer-joined" || w.peerInfo(t).ID != late.id {
+		t.Fatalf("a got %s, want only the newcomer's peer-joined", w.raw)
+	}
 	if st := ts.hub.Stats(); st.Disconnects["too-large"] != 1 {
 		t.Fatalf("Disconnects = %v, want too-large 1", st.Disconnects)
 	}
