@@ -85,7 +85,7 @@ func TestCallStateMachine(t *testing.T) {
 			if w := c.expect("busy"); w.Call != "c9" || w.From != b.id {
 				t.Fatalf("busy = %s", w.raw)
 			}
-			b.quiet(20 * time.Millisecond)
+			b.nothingBefore(c)
 		}},
 		{name: "ring timeout", cfg: Config{RingTimeout: 50 * time.Millisecond}, run: func(t *testing.T, ts *testServer, a, b, c *client) {
 			start := time.Now()

@@ -265,6 +265,19 @@ func (c *client) quiet(d time.Duration) {
 	}
 }
 
+// nothingBefore asserts that c gets nothing more from what happened so far: a
+// marker signal from peer (in c's room) is the next message c receives. The
+// hub delivers in order (the routers are FIFO), so whatever earlier actions
+// caused for c would come first. A positive marker instead of a quiet window,
+// which proves less the slower the machine.
+func (c *client) nothingBefore(peer *client) {
+	c.t.Helper()
+	peer.send(map[string]any{"type": "signal", "to": c.id, "data": "marker"})
+	if w := c.next(); w.Type != "signal" || w.From != peer.id || string(w.Data) != `"marker"` {
+		c.t.Fatalf("client %s: got %s, want nothing before %s's marker", c.id, w.raw, peer.id)
+	}
+}
+
 // closed waits for the connection to end and returns its close code.
 func (c *client) closed() websocket.StatusCode {
 	c.t.Helper()

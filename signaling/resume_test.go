@@ -307,7 +307,8 @@ func TestResumeKeepsCall(t *testing.T) {
 	if h := a.expect("hangup"); h.Reason != "hangup" {
 		t.Fatalf("hangup = %s", h.raw)
 	}
-	a.quiet(20 * time.Millisecond)
+	nb.id = b.id
+	a.nothingBefore(nb)
 }
 
 // TestReplayBytesBound: the replay window is bounded in bytes as well as in

@@ -300,7 +300,7 @@ func TestGlare(t *testing.T) {
 			lose.send(map[string]any{"type": "accept", "call": winCall})
 			win.expect("accepted")
 			lose.expect("accepted")
-			win.quiet(20 * time.Millisecond)
+			win.nothingBefore(lose)
 		})
 	}
 }
