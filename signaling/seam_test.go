@@ -350,7 +350,7 @@ func TestCrossingEnds(t *testing.T) {
 				if w := b.expect(tt.callee); w.Call != "c1" {
 					t.Fatalf("callee got %s", w.raw)
 				}
-				a.quiet(20 * time.Millisecond)
+				a.nothingBefore(b)
 				eventually(t, "no calls", func() bool { return ts.hub.Stats().Calls == 0 })
 				g.mu.Lock()
 				g.hold = nil
