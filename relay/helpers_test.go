@@ -64,13 +64,16 @@ func (w *tWriter) Write(p []byte) (int, error) {
 func baseConfig(t testing.TB) Config {
 	t.Helper()
 	return Config{
-		ListenAddr:   "127.0.0.1:0",
-		Secrets:      []string{testSecret},
-		PublicIPv4:   netip.MustParseAddr("127.0.0.2"),
-		PublicIPv6:   netip.MustParseAddr("2001:db8::2"), // advertised only, never sent to
-		PeerAllow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
-		RelayPortMin: 40000,
-		RelayPortMax: 40999,
+		ListenAddr: "127.0.0.1:0",
+		Secrets:    []string{testSecret},
+		PublicIPv4: netip.MustParseAddr("127.0.0.2"),
+		PublicIPv6: netip.MustParseAddr("2001:db8::2"), // advertised only, never sent to
+		PeerAllow:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		// Below Linux's ephemeral range (32768-60999): with every package's tests running
+		// at once, another process's ephemeral bind could take a port the test reserved
+		// (RESERVATION-TOKEN holds no socket) and turn a correct server's answer into 508.
+		RelayPortMin: 20000,
+		RelayPortMax: 20999,
 		Sockets:      2,
 		UnauthRate:   10000,
 		UnauthBurst:  10000,

@@ -88,9 +88,10 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 		// predictable, linear so a nearly full range still finds its last free port.
 		n := int(r.max) - int(r.min) + 1
 		start := rand.IntN(n)
+		now := time.Now()
 		for i := 0; i < n && conn == nil; i++ {
 			port := int(r.min) + (start+i)%n
-			if fam.ports[port-int(r.min)].Load() != nil {
+			if fam.ports[port-int(r.min)].Load() != nil || r.s.resv.isHeld(port, now) {
 				continue
 			}
 			if c, err := bind(port); err == nil {

@@ -22,6 +22,7 @@ type reservations struct {
 	mu      sync.Mutex
 	tokens  map[string]reserved     // guarded by mu
 	pending map[string]pendingAlloc // user -> what their next allocation gets; guarded by mu
+	held    map[int]time.Time       // reserved port -> when its token expires; guarded by mu
 }
 
 type reserved struct {
@@ -74,6 +75,24 @@ func (r *reservations) learn(m *stun.Message, now time.Time) {
 		}
 	}
 	r.tokens[string(tok)] = reserved{port: relayed.Port, expires: now.Add(reservationLifetime)}
+	if r.held == nil {
+		r.held = map[int]time.Time{}
+	}
+	for p, exp := range r.held {
+		if now.After(exp) {
+			delete(r.held, p)
+		}
+	}
+	r.held[relayed.Port+1] = now.Add(reservationLifetime)
+}
+
+// isHeld reports whether port is reserved by a live token: no other allocation may take
+// it, since no socket holds it until the reserving client's second Allocate.
+func (r *reservations) isHeld(port int, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	exp, ok := r.held[port]
+	return ok && !now.After(exp)
 }
 
 // claim returns the port a known token reserved. It does not consume the token: a

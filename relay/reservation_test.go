@@ -127,3 +127,44 @@ func TestCoturnUclientRTCP(t *testing.T) {
 		t.Fatalf("AllocationsCreated = %d, want more than %d (RTCP allocations too):\n%s", got, clients, out)
 	}
 }
+
+// TestReservedPortHeld: while a token is live, the port it reserves is skipped by every
+// other allocation's port choice (no socket holds it until the second Allocate); it is
+// free again once the token has expired.
+func TestReservedPortHeld(t *testing.T) {
+	var r reservations
+	now := time.Now()
+	m, err := stun.Build(stun.NewType(stun.MethodAllocate, stun.ClassSuccessResponse), stun.TransactionID,
+		stun.RawAttribute{Type: stun.AttrReservationToken, Value: []byte("abcdefgh")},
+		&stun.XORMappedAddress{IP: net.IPv4(127, 0, 0, 2), Port: 20010})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// XORMappedAddress builds XOR-MAPPED-ADDRESS; the relay reads XOR-RELAYED-ADDRESS.
+	for i, a := range m.Attributes {
+		if a.Type == stun.AttrXORMappedAddress {
+			m.Attributes[i].Type = stun.AttrXORRelayedAddress
+		}
+	}
+	m.WriteAttributes()
+	dec := &stun.Message{Raw: append([]byte(nil), m.Raw...)}
+	if err := dec.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	r.learn(dec, now)
+	tests := []struct {
+		port int
+		at   time.Time
+		want bool
+	}{
+		{20011, now, true},
+		{20010, now, false}, // the even port is the first allocation's own, bound already
+		{20012, now, false},
+		{20011, now.Add(reservationLifetime + time.Second), false},
+	}
+	for _, tt := range tests {
+		if got := r.isHeld(tt.port, tt.at); got != tt.want {
+			t.Errorf("isHeld(%d, +%v) = %v, want %v", tt.port, tt.at.Sub(now), got, tt.want)
+		}
+	}
+}
