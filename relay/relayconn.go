@@ -73,34 +73,12 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 			conf.RequestedPort = pending.port
 		}
 	}
-	var conn *net.UDPConn
-	if conf.RequestedPort != 0 {
-		if conf.RequestedPort < int(r.min) || conf.RequestedPort > int(r.max) {
-			return nil, nil, errPortOutsideRange
-		}
-		c, err := bind(conf.RequestedPort)
-		if err != nil {
-			return nil, nil, fmt.Errorf("relay: bind relay port %d: %w", conf.RequestedPort, err)
-		}
-		conn = c
-	} else {
-		// Random start, then a linear probe over the whole range: random so ports are not
-		// predictable, linear so a nearly full range still finds its last free port.
-		n := int(r.max) - int(r.min) + 1
-		start := rand.IntN(n)
-		now := time.Now()
-		for i := 0; i < n && conn == nil; i++ {
-			port := int(r.min) + (start+i)%n
-			if fam.ports[port-int(r.min)].Load() != nil || r.s.resv.isHeld(port, now) {
-				continue
-			}
-			if c, err := bind(port); err == nil {
-				conn = c
-			}
-		}
-		if conn == nil {
-			return nil, nil, errNoRelayPort
-		}
+	now := time.Now()
+	conn, err := bindPort(r, conf.RequestedPort, func(port int) bool {
+		return fam.ports[port-int(r.min)].Load() != nil || r.s.resv.isHeld(port, now)
+	}, bind)
+	if err != nil {
+		return nil, nil, err
 	}
 	_ = conn.SetReadBuffer(relayBuffer)
 	_ = conn.SetWriteBuffer(relayBuffer)
@@ -122,6 +100,36 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 	r.readers.Add(1)
 	fam.ports[port-r.min].Store(rc)
 	return rc, &net.UDPAddr{IP: fam.pubIP, Port: int(port)}, nil
+}
+
+// bindPort binds requested (a reserved or client-requested port, which must lie in the
+// range) or else the first port of the range that bind accepts, from a random start: random
+// so ports are not predictable, linear so a nearly full range still finds its last free
+// port. skip passes over ports known to be taken without trying them.
+func bindPort[C any](r *relays, requested int, skip func(port int) bool, bind func(port int) (C, error)) (C, error) {
+	var zero C
+	if requested != 0 {
+		if requested < int(r.min) || requested > int(r.max) {
+			return zero, errPortOutsideRange
+		}
+		c, err := bind(requested)
+		if err != nil {
+			return zero, fmt.Errorf("relay: bind relay port %d: %w", requested, err)
+		}
+		return c, nil
+	}
+	n := int(r.max) - int(r.min) + 1
+	start := rand.IntN(n)
+	for i := range n {
+		port := int(r.min) + (start+i)%n
+		if skip(port) {
+			continue
+		}
+		if c, err := bind(port); err == nil {
+			return c, nil
+		}
+	}
+	return zero, errNoRelayPort
 }
 
 // familyEnabled reports whether relays of the family are offered.

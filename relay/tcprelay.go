@@ -3,8 +3,6 @@ package relay
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -104,34 +102,19 @@ func (r *relays) AllocateListener(conf turn.AllocateListenerConfig) (net.Listene
 	bind := func(port int) (net.Listener, error) {
 		return lc.Listen(context.Background(), conf.Network, netip.AddrPortFrom(fam.bind, uint16(port)).String())
 	}
-	var ln net.Listener
-	if conf.RequestedPort != 0 {
-		if conf.RequestedPort < int(r.min) || conf.RequestedPort > int(r.max) {
-			return nil, nil, errPortOutsideRange
-		}
-		l, err := bind(conf.RequestedPort)
-		if err != nil {
-			return nil, nil, fmt.Errorf("relay: bind TCP relay port %d: %w", conf.RequestedPort, err)
-		}
-		ln = l
-	} else {
-		// SO_REUSEPORT would let two allocations share a port: probe with a plain bind.
-		n := int(r.max) - int(r.min) + 1
-		start := rand.IntN(n)
-		for i := 0; i < n && ln == nil; i++ {
-			port := int(r.min) + (start+i)%n
+	// SO_REUSEPORT would let two allocations share a port: a plain bind probes it first.
+	ln, err := bindPort(r, conf.RequestedPort, func(int) bool { return false }, func(port int) (net.Listener, error) {
+		if conf.RequestedPort == 0 {
 			probe, err := net.Listen(conf.Network, netip.AddrPortFrom(fam.bind, uint16(port)).String())
 			if err != nil {
-				continue
+				return nil, err
 			}
 			_ = probe.Close()
-			if l, err := bind(port); err == nil {
-				ln = l
-			}
 		}
-		if ln == nil {
-			return nil, nil, errNoRelayPort
-		}
+		return bind(port)
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	return &tcpRelayListener{Listener: ln, r: r, fam: fam}, &net.TCPAddr{IP: fam.pubIP, Port: port}, nil
