@@ -40,14 +40,20 @@ type Config struct {
 	// URL is the WebSocket endpoint: ws://127.0.0.1:8080/ws for Switchboard,
 	// ws://127.0.0.1:9000/peerjs for PeerJS. Required. Its host must be a
 	// loopback address or "localhost": load runs never leave the machine.
+	// Not needed when Nodes is set.
 	URL string
+	// Nodes, if set, are the WebSocket endpoints of a cluster's nodes (same
+	// rules as URL), used instead of URL: pair k's sessions 2k and 2k+1 connect
+	// to nodes k mod N and k+1 mod N, so with two or more nodes every signal
+	// crosses from one node to another. Switchboard only.
+	Nodes []string
 	// Protocol defaults to Switchboard.
 	Protocol Protocol
 	// Sessions to open; sessions 2k and 2k+1 form pair k. Default 1000.
 	// Must be even.
 	Sessions int
-	// Origin header sent on every upgrade. Default "http://" + URL host, which
-	// passes a same-origin check.
+	// Origin header sent on every upgrade. Default "http://" + the host of
+	// the URL the session dials, which passes a same-origin check.
 	Origin string
 	// ConnectRate is new sessions per second during Connect. Default 1000:
 	// 10,000 sessions in 10 s while the accept backlog (4096 by default on
@@ -98,7 +104,7 @@ const drainTimeout = 5 * time.Second
 type Runner struct {
 	// static after New
 	cfg    Config
-	u      *url.URL
+	nodes  []*url.URL // Config.Nodes, or Config.URL alone
 	client *http.Client
 	epoch  time.Time // latency timestamps are monotonic offsets from here
 	pad    string
@@ -138,20 +144,19 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Sessions < 2 || cfg.Sessions%2 != 0 {
 		return nil, fmt.Errorf("loadgen: sessions %d: want an even number >= 2", cfg.Sessions)
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: url: %w", err)
+	urls := cfg.Nodes
+	if len(urls) == 0 {
+		urls = []string{cfg.URL}
+	} else if cfg.Protocol != Switchboard {
+		return nil, fmt.Errorf("loadgen: nodes: the %s protocol has no cluster", cfg.Protocol)
 	}
-	switch u.Scheme {
-	case "ws", "http":
-	default:
-		return nil, fmt.Errorf("loadgen: url %q: scheme must be ws or http", cfg.URL)
-	}
-	if err := checkLoopback(u.Hostname()); err != nil {
-		return nil, fmt.Errorf("loadgen: url %q: %w", cfg.URL, err)
-	}
-	if cfg.Origin == "" {
-		cfg.Origin = "http://" + u.Host
+	nodes := make([]*url.URL, 0, len(urls))
+	for _, raw := range urls {
+		u, err := parseURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, u)
 	}
 	if cfg.ConnectRate <= 0 {
 		cfg.ConnectRate = 1000
@@ -180,8 +185,8 @@ func New(cfg Config) (*Runner, error) {
 	}
 	dialer := &net.Dialer{Timeout: cfg.HandshakeTimeout}
 	r := &Runner{
-		cfg: cfg,
-		u:   u,
+		cfg:   cfg,
+		nodes: nodes,
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:       nil, // never route a benchmark through an environment proxy
 			DialContext: dialer.DialContext,
@@ -202,6 +207,27 @@ func New(cfg Config) (*Runner, error) {
 	}
 	return r, nil
 }
+
+// parseURL checks one WebSocket endpoint: ws or http, on loopback.
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: url: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "http":
+	default:
+		return nil, fmt.Errorf("loadgen: url %q: scheme must be ws or http", raw)
+	}
+	if err := checkLoopback(u.Hostname()); err != nil {
+		return nil, fmt.Errorf("loadgen: url %q: %w", raw, err)
+	}
+	return u, nil
+}
+
+// Home is the node session i connects to: pair k (sessions 2k and 2k+1)
+// spans nodes k mod N and k+1 mod N.
+func (r *Runner) Home(i int) int { return (i/2 + i%2) % len(r.nodes) }
 
 // checkLoopback refuses any host that is not a loopback literal or
 // "localhost".
@@ -603,12 +629,12 @@ func FormatCounts[V int | uint64](m map[string]V) string {
 	return strings.Join(parts, ", ")
 }
 
-// dialURL is the upgrade URL of session i.
-func (r *Runner) dialURL(i int, token string) string {
+// dialURL is the upgrade URL of session i on node n.
+func (r *Runner) dialURL(i, n int, token string) string {
 	if r.cfg.Protocol != PeerJS {
-		return r.u.String()
+		return r.nodes[n].String()
 	}
-	u := *r.u
+	u := *r.nodes[n]
 	q := u.Query()
 	q.Set("key", r.cfg.PeerJSKey)
 	q.Set("id", peerJSID(i))
@@ -617,9 +643,14 @@ func (r *Runner) dialURL(i int, token string) string {
 	return u.String()
 }
 
-func (r *Runner) dialOptions() *websocket.DialOptions {
+// dialOptions are the upgrade options for node n.
+func (r *Runner) dialOptions(n int) *websocket.DialOptions {
+	origin := r.cfg.Origin
+	if origin == "" {
+		origin = "http://" + r.nodes[n].Host
+	}
 	return &websocket.DialOptions{
 		HTTPClient: r.client,
-		HTTPHeader: http.Header{"Origin": {r.cfg.Origin}},
+		HTTPHeader: http.Header{"Origin": {origin}},
 	}
 }

@@ -22,12 +22,17 @@ import (
 type session struct {
 	r    *Runner
 	idx  int
+	node int // index in Runner.nodes of the node this link is on
 	conn *websocket.Conn
 	// static after dial
-	id     string // server-assigned (Switchboard) or chosen (PeerJS) peer id
-	idJSON []byte // id as a JSON string, ready to splice into messages
+	id      string        // server-assigned (Switchboard) or chosen (PeerJS) peer id
+	idJSON  []byte        // id as a JSON string, ready to splice into messages
+	resume  string        // the welcome's resume token (Switchboard)
+	attempt uint64        // hello.attempt of this link: 1 for the first, +1 per resume
+	done    chan struct{} // closed when readLoop returns
 
 	alive   atomic.Bool
+	cut     atomic.Bool   // the load generator cut this link on purpose (Handoff)
 	lastSeq atomic.Uint64 // highest server seq seen (Switchboard)
 	acked   atomic.Uint64 // highest seq sent back in an ack
 	// writeSince is when the oldest write still under way started (ns since
@@ -74,13 +79,14 @@ func (r *Runner) dial(ctx context.Context, i int) (*session, error) {
 	} else if r.cfg.Token != nil {
 		token = r.cfg.Token(i)
 	}
-	c, _, err := websocket.Dial(ctx, r.dialURL(i, token), r.dialOptions())
+	node := r.Home(i)
+	c, _, err := websocket.Dial(ctx, r.dialURL(i, node, token), r.dialOptions(node))
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	// Server messages here are small; 1 MiB only guards against a runaway.
 	c.SetReadLimit(1 << 20)
-	s := &session{r: r, idx: i, conn: c}
+	s := &session{r: r, idx: i, node: node, conn: c, attempt: 1, done: make(chan struct{})}
 	if err := s.handshake(ctx, token); err != nil {
 		c.CloseNow()
 		return nil, err
@@ -106,7 +112,7 @@ func (s *session) handshake(ctx context.Context, token string) error {
 	// Each pair gets a room of its own: in a shared lobby every join would be
 	// announced to every session, O(N²) messages.
 	room := "bench-" + strconv.Itoa(s.idx/2)
-	b, _ := json.Marshal(wire.Hello{Type: wire.TypeHello, Name: "bench-" + strconv.Itoa(s.idx), Room: &room, Token: token})
+	b, _ := json.Marshal(wire.Hello{Type: wire.TypeHello, Name: "bench-" + strconv.Itoa(s.idx), Room: &room, Token: token, Attempt: s.attempt})
 	if err := s.conn.Write(ctx, websocket.MessageText, b); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
@@ -116,7 +122,7 @@ func (s *session) handshake(ctx context.Context, token string) error {
 			if m.ID == "" {
 				return false, &codeError{code: "bad-welcome", msg: "welcome without id"}
 			}
-			s.id = m.ID
+			s.id, s.resume = m.ID, m.Resume
 			if m.Heartbeat != nil && m.Heartbeat.Interval > 0 && s.r.cfg.Heartbeat == 0 {
 				s.r.hbEvery.CompareAndSwap(0, m.Heartbeat.Interval*int64(time.Millisecond))
 			}
@@ -159,6 +165,7 @@ func (s *session) peer() *session {
 // readLoop reads until the link ends or the runner closes. One buffer per
 // session is reused for every message: no allocation per read.
 func (s *session) readLoop() {
+	defer close(s.done)
 	defer s.alive.Store(false)
 	var buf bytes.Buffer
 	for {
@@ -170,7 +177,7 @@ func (s *session) readLoop() {
 			_, err = buf.ReadFrom(rd)
 		}
 		if err != nil {
-			if s.r.ctx.Err() == nil {
+			if s.r.ctx.Err() == nil && !s.cut.Load() {
 				s.r.dropped.Add(1)
 				s.r.log.Debug("session dropped", "peer", s.idx, "err", err)
 			}
