@@ -20,10 +20,20 @@ import (
 // fdMargin is the file descriptors the bench needs besides its sessions.
 const fdMargin = 64
 
+// maxBenchNodes bounds --nodes: every node is a process on this machine.
+const maxBenchNodes = 9
+
+// defaultHandoffs is --handoffs in a cluster run: enough samples for a p99,
+// few enough to finish in seconds.
+const defaultHandoffs = 200
+
 // benchSignaling is `switchboard bench signaling`: opens N WebSocket
 // sessions against a signaling server running as a separate process,
 // measures its RSS per idle session, then relays signals between pairs at
-// a fixed rate and reports throughput and one-way latency. With
+// a fixed rate and reports throughput and one-way latency. With --nodes N
+// it starts N processes as one embedded cluster and puts the two ends of
+// every pair on different nodes; --compare-nodes runs one node first for the
+// side-by-side figures; --handoffs times resumes on another node. With
 // --peerjs-dir it runs the same load against PeerJS's server and prints
 // the ratios.
 func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error {
@@ -50,6 +60,10 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 		serverLog    = fs.String("server-log", "", "directory for the servers' stdout/stderr (default: a temporary one, removed)")
 		verbose      = fs.Bool("v", false, "log every session failure (to stdout)")
 		cpuProfile   = fs.String("client-cpuprofile", "", "write a CPU profile of this (client) process to this file")
+		nodes        = fs.Int("nodes", 1, "Switchboard processes to start as one embedded cluster on 127.0.0.1 (SWITCHBOARD_CLUSTER=embedded); pair k's sessions connect to nodes k and k+1 mod N, so every signal crosses nodes. 1: one server, clustering off")
+		compareNodes = fs.Bool("compare-nodes", false, "with --nodes N > 1: run one server (clustering off) first, then N nodes, and print both rows and their ratio")
+		handoffs     = fs.Int("handoffs", -1, "after the relay runs, cut this many sessions (no close frame) and resume each on another node with hello{resume, ack, attempt+1}; reports resumed/failed and hello→welcome p50/p99. -1: 200 (at most one per pair) when --nodes > 1, else 0")
+		handoffQueue = fs.Int("handoff-queued", 1, "signals each cut session's peer sends it before it resumes (the resume replays them)")
 	)
 	var serverEnv kvList
 	fs.Var(&serverEnv, "server-env", "extra KEY=VALUE for the Switchboard server (repeatable), e.g. GOGC=50")
@@ -58,6 +72,8 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 			"Starts `switchboard serve` on 127.0.0.1 as a child process (or attaches with --url/--pid),\n"+
 			"opens --sessions WebSocket sessions, reads the server's RSS while idle, then relays\n"+
 			"signals between pairs at --rate for --duration and reports msg/s and latency.\n"+
+			"Cluster: --nodes 3 starts three nodes (SWITCHBOARD_CLUSTER=embedded) with the two ends of\n"+
+			"every pair on different nodes; --compare-nodes adds a one-node run; --handoffs times resumes.\n"+
 			"PeerJS comparison: (cd /tmp/pj && npm install peer) then --peerjs-dir /tmp/pj.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
@@ -79,6 +95,22 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 		return errors.New("--url and --pid go together")
 	case *skipSB && *peerjsDir == "":
 		return errors.New("--skip-switchboard needs --peerjs-dir")
+	case *nodes < 1 || *nodes > maxBenchNodes:
+		return fmt.Errorf("--nodes %d out of range 1-%d", *nodes, maxBenchNodes)
+	case *compareNodes && *nodes < 2:
+		return errors.New("--compare-nodes needs --nodes 2 or more")
+	case *attachURL != "" && *nodes > 1:
+		return errors.New("--url attaches to one server: drop --nodes")
+	case *handoffs < -1 || *handoffs > *sessions/2:
+		return fmt.Errorf("--handoffs %d out of range 0-%d (one per pair)", *handoffs, *sessions/2)
+	case *handoffQueue < 1 || *handoffQueue > 100:
+		return fmt.Errorf("--handoff-queued %d out of range 1-100", *handoffQueue)
+	}
+	if *handoffs == -1 {
+		*handoffs = 0
+		if *nodes > 1 {
+			*handoffs = min(defaultHandoffs, *sessions/2)
+		}
 	}
 	if lim, err := proc.FDLimit(); err == nil && uint64(*sessions+fdMargin) > lim {
 		return fmt.Errorf("--sessions %d needs %d file descriptors, RLIMIT_NOFILE is %d", *sessions, *sessions+fdMargin, lim)
@@ -109,6 +141,7 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 		AttachURL: *attachURL, AttachPID: *attachPID, AttachSecret: *attachSecret,
 		Bin: *bin, ServerEnv: serverEnv, PeerJSDir: *peerjsDir, Node: *nodeBin,
 		SkipSwitchboard: *skipSB, ServerLog: *serverLog,
+		Nodes: *nodes, CompareNodes: *compareNodes, Handoffs: *handoffs, HandoffQueued: *handoffQueue,
 	}
 	if *verbose {
 		cfg.Log = slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelDebug}))

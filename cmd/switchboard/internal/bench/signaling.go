@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/proc"
@@ -61,36 +62,79 @@ type SignalingConfig struct {
 	ServerLog string
 	// Log receives every session failure; nil: quiet.
 	Log *slog.Logger
+
+	// Nodes is how many Switchboard processes to start as one embedded
+	// cluster (SWITCHBOARD_CLUSTER=embedded, all on 127.0.0.1); pair k's
+	// sessions connect to nodes k and k+1 mod Nodes, so every signal crosses
+	// from one node to another. 0 or 1: one server, clustering off.
+	Nodes int
+	// CompareNodes runs one server (clustering off) first, then Nodes, and
+	// prints both in the summary.
+	CompareNodes bool
+	// Handoffs is how many sessions the handoff phase cuts after the relay
+	// runs and resumes on another node (the same one when there is only
+	// one); 0: no handoff phase.
+	Handoffs int
+	// HandoffQueued is how many signals each cut session's peer sends it
+	// before it resumes; the resume replays them. 0: loadgen's default (1).
+	HandoffQueued int
 }
 
-// target is one server under load.
+// nodes is how many Switchboard processes a run starts.
+func (c SignalingConfig) nodes() int { return max(c.Nodes, 1) }
+
+// target is one server under load: one process, or a cluster of them.
 type target struct {
 	name  string
 	proto loadgen.Protocol
+	nodes []node // one per process; pair k's sessions are on nodes k and k+1 mod len
+	token func(int) string
+	note  string // how it was started, printed with its figures
+}
+
+// node is one server process of a target.
+type node struct {
+	name  string
 	wsURL string
 	pid   int
-	token func(int) string
-	note  string        // how it was started, printed with its figures
 	proc  *proc.Process // nil when attached
 	// metricsURL is Switchboard's /metrics, scraped for disconnect
 	// reasons; empty: none.
 	metricsURL string
 }
 
-// alive is nil for an attached server, whose process is not ours.
+// alive is nil when every process runs; an attached server's process is
+// not ours and counts as running.
 func (t target) alive() error {
-	if t.proc == nil {
-		return nil
+	for _, n := range t.nodes {
+		if n.proc == nil {
+			continue
+		}
+		if err := n.proc.Alive(); err != nil {
+			return fmt.Errorf("%s: %w", n.name, err)
+		}
 	}
-	return t.proc.Alive()
+	return nil
+}
+
+// stop stops the processes this bench started.
+func (t target) stop() {
+	for _, n := range t.nodes {
+		if n.proc != nil {
+			_ = n.proc.Stop()
+		}
+	}
 }
 
 // figures are one server's results.
 type figures struct {
 	name       string
+	nodes      int     // server processes (1: clustering off)
 	held       int     // sessions connected when idle RSS was read
-	perSession float64 // idle RSS growth per held session, bytes
+	perSession float64 // idle RSS growth per held session, bytes, all nodes together
 	relays     []loadgen.RelayResult
+	cpu        []time.Duration        // server CPU (all nodes) per relay run
+	handoff    *loadgen.HandoffResult // nil: no handoff phase
 }
 
 // Signaling loads Switchboard (started or attached) and optionally PeerJS
@@ -119,35 +163,27 @@ func Signaling(ctx context.Context, cfg SignalingConfig, w io.Writer) error {
 		fmt.Fprintf(w, "WARNING: %.1f signals/s per session is near the hub's default per-session limit (%d/s): expect rate-limited errors\n", per, hubMessageRateLimit)
 	}
 
-	var sb, pj *figures
+	if n := cfg.nodes(); n > 1 {
+		fmt.Fprintf(w, "cluster: %d nodes (SWITCHBOARD_CLUSTER=embedded, separate processes on 127.0.0.1); pair k's sessions are on nodes k and k+1 mod %d: every signal crosses nodes\n", n, n)
+	}
+	if cfg.Handoffs > 0 {
+		fmt.Fprintf(w, "handoff: after the relay runs, %d sessions are cut (no close frame), their peers send each %d signal(s), and they resume with hello{resume, ack, attempt+1} on another node (the same one when there is one)\n",
+			cfg.Handoffs, max(cfg.HandoffQueued, 1))
+	}
+
+	var rows []*figures
 	if !cfg.SkipSwitchboard {
-		t := target{name: "switchboard", proto: loadgen.Switchboard}
-		if cfg.AttachURL != "" {
-			t.wsURL, t.pid = cfg.AttachURL, cfg.AttachPID
-			if u, err := url.Parse(cfg.AttachURL); err == nil {
-				t.metricsURL = "http://" + u.Host + "/metrics"
-			}
-			t.note = "attached to pid " + strconv.Itoa(t.pid) + " (its own ping interval applies)"
-			if cfg.AttachSecret != "" {
-				t.token = tokens([]byte(cfg.AttachSecret))
-			}
-		} else {
-			var err error
-			if t, err = startSignalingSwitchboard(ctx, cfg, logDir); err != nil {
+		counts := []int{cfg.nodes()}
+		if cfg.CompareNodes && cfg.nodes() > 1 {
+			counts = []int{1, cfg.nodes()}
+		}
+		for _, n := range counts {
+			f, err := runSwitchboard(ctx, cfg, n, logDir, w)
+			if err != nil {
 				return err
 			}
-			// Stopped before PeerJS starts: its sessions sit in their resume
-			// grace for a while and must not take CPU from the next server.
-			defer t.proc.Stop()
+			rows = append(rows, f)
 		}
-		f, err := runSignaling(ctx, t, cfg, w)
-		if t.proc != nil {
-			_ = t.proc.Stop()
-		}
-		if err != nil {
-			return err
-		}
-		sb = &f
 	}
 	if cfg.PeerJSDir != "" {
 		t, err := startPeerJS(ctx, cfg, logDir)
@@ -155,33 +191,91 @@ func Signaling(ctx context.Context, cfg SignalingConfig, w io.Writer) error {
 			return err
 		}
 		f, err := runSignaling(ctx, t, cfg, w)
-		_ = t.proc.Stop()
+		t.stop()
 		if err != nil {
 			return err
 		}
-		pj = &f
+		rows = append(rows, &f)
 	}
-	printSummary(w, sb, pj)
+	printSummary(w, rows)
 	return nil
 }
 
-// runSignaling drives one server through connect, idle and relay phases.
+// runSwitchboard starts (or attaches to) Switchboard with n nodes, loads it
+// and stops it.
+func runSwitchboard(ctx context.Context, cfg SignalingConfig, n int, logDir string, w io.Writer) (*figures, error) {
+	var t target
+	switch {
+	case cfg.AttachURL != "":
+		t = target{name: "switchboard", proto: loadgen.Switchboard,
+			nodes: []node{{name: "switchboard", wsURL: cfg.AttachURL, pid: cfg.AttachPID}}}
+		if u, err := url.Parse(cfg.AttachURL); err == nil {
+			t.nodes[0].metricsURL = "http://" + u.Host + "/metrics"
+		}
+		t.note = "attached to pid " + strconv.Itoa(cfg.AttachPID) + " (its own ping interval applies)"
+		if cfg.AttachSecret != "" {
+			t.token = tokens([]byte(cfg.AttachSecret))
+		}
+	case n > 1:
+		var err error
+		if t, err = startSignalingCluster(ctx, cfg, n, logDir); err != nil {
+			return nil, err
+		}
+	default:
+		var err error
+		if t, err = startSignalingSwitchboard(ctx, cfg, logDir); err != nil {
+			return nil, err
+		}
+	}
+	// Stopped before the next server starts: its sessions sit in their
+	// resume grace for a while and must not take CPU from the next one.
+	defer t.stop()
+	f, err := runSignaling(ctx, t, cfg, w)
+	if err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// runSignaling drives one server (or cluster) through connect, idle, relay
+// and, if configured, handoff phases.
 func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer) (figures, error) {
-	f := figures{name: t.name}
-	fmt.Fprintf(w, "\n== %s  pid %d  %s\n", t.name, t.pid, t.wsURL)
+	f := figures{name: t.name, nodes: len(t.nodes)}
+	pids := make([]int, len(t.nodes))
+	urls := make([]string, len(t.nodes))
+	for i, n := range t.nodes {
+		pids[i], urls[i] = n.pid, n.wsURL
+	}
+	if len(t.nodes) == 1 {
+		fmt.Fprintf(w, "\n== %s  pid %d  %s\n", t.name, pids[0], urls[0])
+	} else {
+		fmt.Fprintf(w, "\n== %s  %d nodes\n", t.name, len(t.nodes))
+		for _, n := range t.nodes {
+			fmt.Fprintf(w, "   %s  pid %d  %s\n", n.name, n.pid, n.wsURL)
+		}
+	}
 	if t.note != "" {
 		fmt.Fprintf(w, "   %s\n", t.note)
 	}
-	base, err := proc.RSS(t.pid)
-	if err != nil {
-		return f, fmt.Errorf("%s: %w", t.name, err)
+	base := make([]int64, len(pids))
+	for i, pid := range pids {
+		var err error
+		if base[i], err = proc.RSS(pid); err != nil {
+			return f, fmt.Errorf("%s: %w", t.nodes[i].name, err)
+		}
 	}
 
-	r, err := loadgen.New(loadgen.Config{
-		URL: t.wsURL, Protocol: t.proto, Sessions: o.Sessions,
+	lc := loadgen.Config{
+		Protocol: t.proto, Sessions: o.Sessions,
 		ConnectRate: o.ConnectRate, Token: t.token, Heartbeat: o.ClientHeartbeat,
 		PayloadSize: o.Payload, Logger: o.Log,
-	})
+	}
+	if len(urls) == 1 {
+		lc.URL = urls[0]
+	} else {
+		lc.Nodes = urls
+	}
+	r, err := loadgen.New(lc)
 	if err != nil {
 		return f, err
 	}
@@ -209,7 +303,7 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	}
 	fmt.Fprintf(w, "   client heartbeat: %s\n", hb)
 
-	idle, last, err := idleRSS(ctx, t.pid, o.Settle)
+	idle, last, err := idleRSS(ctx, pids, o.Settle)
 	if err != nil {
 		return f, err
 	}
@@ -218,39 +312,63 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	}
 	f.held = r.Active()
 	if f.held > 0 {
-		f.perSession = float64(idle-base) / float64(f.held)
+		f.perSession = float64(sum(idle)-sum(base)) / float64(f.held)
 	}
 	fmt.Fprintf(w, "   idle: %d sessions held after %v settle (dropped %d); RSS %s → %s (peak of the settle's second half; %s at its end) = %s per idle session",
-		f.held, o.Settle, r.Dropped(), sizeOf(float64(base)), sizeOf(float64(idle)), sizeOf(float64(last)), sizeOf(f.perSession))
-	if t.name == "switchboard" && o.Sessions >= TargetSessions {
+		f.held, o.Settle, r.Dropped(), sizeOf(float64(sum(base))), sizeOf(float64(sum(idle))), sizeOf(float64(sum(last))), sizeOf(f.perSession))
+	if t.name == "switchboard" && len(pids) == 1 && o.Sessions >= TargetSessions {
 		fmt.Fprintf(w, "  [target ≤ %s at %d sessions: %s]", sizeOf(targetIdleBytes), TargetSessions,
 			verdict(f.perSession <= targetIdleBytes && f.held >= TargetSessions))
 	}
 	fmt.Fprintln(w)
+	if len(pids) > 1 {
+		parts := make([]string, len(t.nodes))
+		for i, n := range t.nodes {
+			parts[i] = fmt.Sprintf("%s %s → %s", n.name, sizeOf(float64(base[i])), sizeOf(float64(idle[i])))
+		}
+		fmt.Fprintf(w, "   idle RSS per node: %s\n", strings.Join(parts, ", "))
+	}
 	if errs := r.ServerErrors(); len(errs) > 0 {
 		fmt.Fprintf(w, "   server errors while idle: %s\n", loadgen.FormatCounts(errs))
 	}
-	m0 := watchedCounters(ctx, t.metricsURL)
+	m0 := t.watchedCounters(ctx)
 	if d := counterDiff(nil, m0); d != "" {
 		fmt.Fprintf(w, "   server counters so far: %s\n", d)
 	}
 
 	for i := range o.Runs {
-		cpu0, _ := proc.ProcessCPU(t.pid)
+		cpu0 := processCPU(pids)
 		self0, _ := proc.SelfCPU()
 		res, err := r.Relay(ctx, o.Rate, o.Duration)
-		cpu1, _ := proc.ProcessCPU(t.pid)
+		cpu1 := processCPU(pids)
 		self1, _ := proc.SelfCPU()
 		if err != nil {
 			return f, fmt.Errorf("%s relay: %w", t.name, err)
 		}
+		cpu := make([]time.Duration, len(pids))
+		for k := range cpu {
+			cpu[k] = cpu1[k] - cpu0[k]
+		}
 		f.relays = append(f.relays, res)
-		relayLine(w, t.name, i+1, o.Rate, res, cpu1-cpu0, self1-self0)
-		m1 := watchedCounters(ctx, t.metricsURL)
+		f.cpu = append(f.cpu, sum(cpu))
+		relayLine(w, t.name, i+1, o.Rate, res, cpu, self1-self0)
+		m1 := t.watchedCounters(ctx)
 		if d := counterDiff(m0, m1); d != "" {
 			fmt.Fprintf(w, "   server counters during run %d: %s\n", i+1, d)
 		}
 		m0 = m1
+	}
+	if o.Handoffs > 0 && t.proto == loadgen.Switchboard {
+		res, err := r.Handoff(ctx, loadgen.HandoffConfig{Count: o.Handoffs, Queued: o.HandoffQueued})
+		if err != nil {
+			return f, fmt.Errorf("%s handoff: %w", t.name, err)
+		}
+		f.handoff = &res
+		handoffLine(w, len(pids), res)
+		m1 := t.watchedCounters(ctx)
+		if d := counterDiff(m0, m1); d != "" {
+			fmt.Fprintf(w, "   server counters during handoff: %s\n", d)
+		}
 	}
 	if err := t.alive(); err != nil {
 		return f, fmt.Errorf("%s: %w", t.name, err)
@@ -258,30 +376,51 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	return f, nil
 }
 
-// idleRSS waits out the settle, reading pid's RSS every second of its second
-// half, and returns the peak of those readings and the last one. Idle RSS is not
-// flat: keepalive garbage grows the heap to the GC's goal, then a cycle frees it
-// and the runtime keeps the pages. One reading early in the settle caught the
-// heap on its way up (12 s read ~10% under the steady state); the peak of the
-// second half of a settle that spans several ping intervals is the steady state.
-func idleRSS(ctx context.Context, pid int, settle time.Duration) (peak, last int64, err error) {
+// idleRSS waits out the settle, reading each pid's RSS every second of its
+// second half, and returns the peak of those readings and the last one, per
+// pid. Idle RSS is not flat: keepalive garbage grows the heap to the GC's
+// goal, then a cycle frees it and the runtime keeps the pages. One reading
+// early in the settle caught the heap on its way up (12 s read ~10% under the
+// steady state); the peak of the second half of a settle that spans several
+// ping intervals is the steady state.
+func idleRSS(ctx context.Context, pids []int, settle time.Duration) (peak, last []int64, err error) {
 	deadline := time.Now().Add(settle)
 	if err := sleep(ctx, settle/2); err != nil {
-		return 0, 0, err
+		return nil, nil, err
 	}
+	peak, last = make([]int64, len(pids)), make([]int64, len(pids))
 	for {
-		if last, err = proc.RSS(pid); err != nil {
-			return 0, 0, err
+		for i, pid := range pids {
+			if last[i], err = proc.RSS(pid); err != nil {
+				return nil, nil, err
+			}
+			peak[i] = max(peak[i], last[i])
 		}
-		peak = max(peak, last)
 		left := time.Until(deadline)
 		if left <= 0 {
 			return peak, last, nil
 		}
 		if err := sleep(ctx, min(left, time.Second)); err != nil {
-			return 0, 0, err
+			return nil, nil, err
 		}
 	}
+}
+
+// processCPU is each pid's CPU time so far (0 for one that cannot be read).
+func processCPU(pids []int) []time.Duration {
+	out := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		out[i], _ = proc.ProcessCPU(pid)
+	}
+	return out
+}
+
+func sum[T int64 | time.Duration](xs []T) T {
+	var s T
+	for _, x := range xs {
+		s += x
+	}
+	return s
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -39,18 +39,7 @@ func startSignalingSwitchboard(ctx context.Context, cfg SignalingConfig, logDir 
 	}
 	authSecret := randomHex(32)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	env := []string{
-		"SWITCHBOARD_HTTP_ADDR=" + addr,
-		"SWITCHBOARD_TURN_ADDR=127.0.0.1:0",
-		"SWITCHBOARD_PUBLIC_IP=127.0.0.1", // no detection at start
-		"SWITCHBOARD_TURN_SECRET=" + randomHex(16),
-		"SWITCHBOARD_AUTH_SECRET=" + authSecret,
-		// The cap counts sessions in resume grace too; leave room for a re-run.
-		"SWITCHBOARD_MAX_SESSIONS=" + strconv.Itoa(2*cfg.Sessions+100),
-		"SWITCHBOARD_PING_INTERVAL=" + cfg.PingInterval.String(),
-		"SWITCHBOARD_DRAIN_TIMEOUT=1s",
-		"SWITCHBOARD_LOG_LEVEL=warn",
-	}
+	env := switchboardEnv(cfg, addr, authSecret, randomHex(16))
 	p, err := proc.Start(ctx, proc.Config{
 		Name:  "switchboard",
 		Path:  exe,
@@ -64,8 +53,8 @@ func startSignalingSwitchboard(ctx context.Context, cfg SignalingConfig, logDir 
 	}
 	t := target{
 		name: "switchboard", proto: loadgen.Switchboard,
-		wsURL: "ws://" + addr + "/ws", metricsURL: "http://" + addr + "/metrics",
-		pid: p.PID(), proc: p, token: tokens([]byte(authSecret)),
+		nodes: []node{{name: "switchboard", wsURL: "ws://" + addr + "/ws", metricsURL: "http://" + addr + "/metrics", pid: p.PID(), proc: p}},
+		token: tokens([]byte(authSecret)),
 		note: fmt.Sprintf("started `%s serve`: SWITCHBOARD_PING_INTERVAL=%v (keepalive pings run during settle), AUTH_SECRET set (hello carries a JWT)",
 			filepath.Base(exe), cfg.PingInterval),
 	}
@@ -73,6 +62,23 @@ func startSignalingSwitchboard(ctx context.Context, cfg SignalingConfig, logDir 
 		t.note += ", " + strings.Join(cfg.ServerEnv, " ")
 	}
 	return t, nil
+}
+
+// switchboardEnv is the environment of a Switchboard the bench starts on
+// addr, cluster or not.
+func switchboardEnv(cfg SignalingConfig, addr, authSecret, turnSecret string) []string {
+	return []string{
+		"SWITCHBOARD_HTTP_ADDR=" + addr,
+		"SWITCHBOARD_TURN_ADDR=127.0.0.1:0",
+		"SWITCHBOARD_PUBLIC_IP=127.0.0.1", // no detection at start
+		"SWITCHBOARD_TURN_SECRET=" + turnSecret,
+		"SWITCHBOARD_AUTH_SECRET=" + authSecret,
+		// The cap counts sessions in resume grace too; leave room for a re-run.
+		"SWITCHBOARD_MAX_SESSIONS=" + strconv.Itoa(2*cfg.Sessions+100),
+		"SWITCHBOARD_PING_INTERVAL=" + cfg.PingInterval.String(),
+		"SWITCHBOARD_DRAIN_TIMEOUT=1s",
+		"SWITCHBOARD_LOG_LEVEL=warn",
+	}
 }
 
 // startPeerJS starts PeerJS's CLI from PeerJSDir/node_modules/peer on a
@@ -108,8 +114,7 @@ func startPeerJS(ctx context.Context, cfg SignalingConfig, logDir string) (targe
 	}
 	return target{
 		name: "peerjs", proto: loadgen.PeerJS,
-		wsURL: "ws://127.0.0.1:" + strconv.Itoa(port) + "/peerjs",
-		pid:   p.PID(), proc: p,
+		nodes: []node{{name: "peerjs", wsURL: "ws://127.0.0.1:" + strconv.Itoa(port) + "/peerjs", pid: p.PID(), proc: p}},
 		note: fmt.Sprintf("started peer %s CLI (node %s) with --concurrent_limit %d; keepalive is client-driven: HEARTBEAT every %v unless --client-heartbeat",
 			version, nodeVersion(cfg.Node), limit, peerJSHeartbeat),
 	}, nil

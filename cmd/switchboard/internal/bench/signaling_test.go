@@ -105,18 +105,51 @@ func TestSummaryRatios(t *testing.T) {
 		r.Latency.P50, r.Latency.P99, r.Rate = p50, p99, rate
 		return r
 	}
-	sb := &figures{name: "switchboard", held: 10, perSession: 4 << 10, relays: []loadgen.RelayResult{
+	sb := &figures{name: "switchboard", nodes: 1, held: 10, perSession: 4 << 10, relays: []loadgen.RelayResult{
 		relay(time.Millisecond, 2*time.Millisecond, 1000), relay(time.Millisecond, 9*time.Millisecond, 10), relay(time.Millisecond, 4*time.Millisecond, 1000),
 	}}
-	pj := &figures{name: "peerjs", held: 10, perSession: 16 << 10, relays: []loadgen.RelayResult{relay(2*time.Millisecond, 8*time.Millisecond, 500)}}
+	pj := &figures{name: "peerjs", nodes: 1, held: 10, perSession: 16 << 10, relays: []loadgen.RelayResult{relay(2*time.Millisecond, 8*time.Millisecond, 500)}}
 	var out bytes.Buffer
-	printSummary(&out, sb, pj)
+	printSummary(&out, []*figures{sb, pj})
 	want := "   Switchboard/PeerJS: RSS per idle session 0.25× (lower is better), msg/s 2.00×, p50 0.50×, p99 0.50× (lower is better)\n"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("printSummary = %q, want it to contain %q", out.String(), want)
 	}
 	if m := median(nil); m.Rate != 0 {
 		t.Errorf("median(nil) = %+v", m)
+	}
+}
+
+// TestSummaryNodes: a 1-node and a 3-node row side by side, labelled with
+// their node counts, their ratio, and each handoff's outcome, failures named.
+func TestSummaryNodes(t *testing.T) {
+	relay := func(p50, p99 time.Duration, rate float64) loadgen.RelayResult {
+		var r loadgen.RelayResult
+		r.Latency.P50, r.Latency.P99, r.Rate, r.Window = p50, p99, rate, time.Second
+		return r
+	}
+	one := &figures{name: "switchboard", nodes: 1, held: 10, relays: []loadgen.RelayResult{relay(time.Millisecond, 2*time.Millisecond, 1000)},
+		cpu: []time.Duration{500 * time.Millisecond},
+		handoff: &loadgen.HandoffResult{Attempted: 4, Resumed: 4, Queued: 4, Replayed: 4,
+			Welcome: loadgen.Latency{Count: 4, P50: time.Millisecond, P99: 2 * time.Millisecond, Max: 2 * time.Millisecond},
+			Replay:  loadgen.Latency{Count: 4, P50: time.Millisecond, P99: 3 * time.Millisecond}}}
+	three := &figures{name: "switchboard", nodes: 3, held: 10, relays: []loadgen.RelayResult{relay(2*time.Millisecond, 8*time.Millisecond, 900)},
+		cpu:     []time.Duration{1500 * time.Millisecond},
+		handoff: &loadgen.HandoffResult{Attempted: 4, OtherNode: 4, Queued: 4, Failures: map[string]int{"close 4002 (resume unknown)": 4}}}
+	var out bytes.Buffer
+	printSummary(&out, []*figures{one, three})
+	for _, want := range []string{
+		"   switchboard 1 node  sessions held    10",
+		"lost 0  CPU server 50%\n",
+		"   switchboard 3 nodes sessions held    10",
+		"lost 0  CPU servers 150%\n",
+		"   switchboard 1 node  handoff: 4/4 resumed; queued signals 4, replayed 4; hello→welcome p50 1.00ms p99 2.00ms max 2.00ms; hello→first replayed signal p50 1.00ms p99 3.00ms\n",
+		"   switchboard 3 nodes handoff: 0/4 resumed (failed: close 4002 (resume unknown) ×4); queued signals 4, replayed 0\n",
+		"   3 nodes / 1 node: msg/s 0.90×, p50 2.00×, p99 4.00× (lower is better)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printSummary lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 
