@@ -94,7 +94,7 @@ func (r *relays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Packe
 		_ = conn.Close()
 		return nil, nil, fmt.Errorf("relay: relay socket: %w", err)
 	}
-	rc := &relayConn{UDPConn: conn, r: r, fam: fam, port: port, sock: sock}
+	rc := &relayConn{UDPConn: conn, r: r, fam: fam, port: port, sock: sock, done: make(chan struct{})}
 	sock.flush = rc.flush
 	r.live.Add(1)
 	r.readers.Add(1)
@@ -147,6 +147,15 @@ func (r *relays) lookup(fam *relayFamily, port int) *relayConn {
 	return fam.ports[port-int(r.min)].Load()
 }
 
+// pollClient is where a polled relay socket's datagrams go: dst through the listening
+// socket sock; key is the client address pion keeps (Server.clients).
+type pollClient struct {
+	p    *poller
+	sock *udpSocket
+	dst  netip.AddrPort
+	key  *net.UDPAddr
+}
+
 // relayConn is one allocation's relay socket. pion reads peer datagrams from it and writes
 // client data to peers through it; both directions are counted here, and WriteTo guards
 // the server's own addresses: only live relay ports are reachable there, delivered through
@@ -167,6 +176,13 @@ type relayConn struct {
 	// readers.Done, exactly once.
 	readState atomic.Int32
 	reading   bool // the read goroutine has moved readState to readActive; owned by it
+	// done is closed by Close: pion's loop for a polled socket waits for it.
+	done chan struct{}
+
+	// polled, set once the allocation is known (Server.onAllocationCreated) for a UDP
+	// client, hands the socket's reads to a poller (poller_linux.go); then pion's loop
+	// never reads it, and out is unused.
+	polled atomic.Pointer[pollClient]
 
 	// out defers the read loop's ChannelData to the client (see sendbatch.go); set once
 	// the allocation is known (Server.onAllocationCreated), for clients on UDP.
@@ -198,6 +214,14 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		c.reading = true
 		c.readState.CompareAndSwap(readIdle, readActive)
 	}
+	if c.polled.Load() != nil {
+		// A poller reads the socket (set before pion starts this loop): wait for the end.
+		<-c.done
+		if c.readState.CompareAndSwap(readActive, readDone) {
+			c.r.readers.Done()
+		}
+		return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: net.ErrClosed}
+	}
 	for {
 		b, from, err := c.sock.readView()
 		if err != nil {
@@ -209,14 +233,7 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		c.nFrom++
 		c.bytesFrom += uint64(len(b))
-		// A datagram from one of our own relay sockets arrived over loopback (hairpin):
-		// present it as coming from the public address, which is what the receiving
-		// allocation's permission names.
-		if from.Addr() == c.fam.hairpinDst {
-			if src := c.r.lookup(c.fam, int(from.Port())); src != nil && src != c {
-				from = netip.AddrPortFrom(c.fam.public, from.Port())
-			}
-		}
+		from = c.unhairpin(from)
 		t := c.chans.Load()
 		if t != nil {
 			if e, ok := t.byPeer[from]; ok {
@@ -240,6 +257,18 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		return copy(p, b), c.sock.reusedAddr(from), nil
 	}
+}
+
+// unhairpin: a datagram from one of our own relay sockets arrived over loopback (hairpin):
+// present it as coming from the public address, which is what the receiving allocation's
+// permission names.
+func (c *relayConn) unhairpin(from netip.AddrPort) netip.AddrPort {
+	if from.Addr() == c.fam.hairpinDst {
+		if src := c.r.lookup(c.fam, int(from.Port())); src != nil && src != c {
+			return netip.AddrPortFrom(c.fam.public, from.Port())
+		}
+	}
+	return from
 }
 
 // flush runs on the read goroutine before each recvmmsg: it publishes the batch's counts
@@ -302,6 +331,11 @@ func (c *relayConn) Close() error {
 			c.r.s.clients.CompareAndDelete(b.key, c)
 			c.r.s.byClient.remove(b.dst, c)
 		}
+		if pc := c.polled.Load(); pc != nil {
+			c.r.s.clients.CompareAndDelete(pc.key, c)
+			c.r.s.byClient.remove(pc.dst, c)
+		}
+		close(c.done)
 		c.r.live.Done()
 		if c.readState.CompareAndSwap(readIdle, readDone) {
 			c.r.readers.Done() // no read loop yet; one starting now finds the socket closed

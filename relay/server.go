@@ -50,6 +50,9 @@ type Server struct {
 	tcpLn    *connListener
 	tlsLns   []*connListener
 	relays   *relays
+	// pollers read the relay sockets of UDP clients (poller_linux.go); started by Listen,
+	// stopped by Close once every relay socket is closed.
+	pollers pollers
 
 	// loops counts pion's read loops (one per UDP socket, per listener, per TCP conn): each
 	// is Done when our wrapper sees its socket end.
@@ -238,6 +241,10 @@ func (s *Server) Listen(ctx context.Context) error {
 		}
 		lcs = append(lcs, turn.ListenerConfig{Listener: cl, RelayAddressGenerator: s.relays, PermissionHandler: s.permit})
 	}
+	if err := s.pollers.start(s, len(pcs)); err != nil {
+		closeAll()
+		return err
+	}
 	s.loops.Add(len(pcs) + len(lcs))
 	ts, err := turn.NewServer(turn.ServerConfig{
 		PacketConnConfigs: pcs,
@@ -263,7 +270,7 @@ func (s *Server) Listen(ctx context.Context) error {
 	if err != nil {
 		s.loops.Add(-(len(pcs) + len(lcs)))
 		closeAll()
-		return fmt.Errorf("relay: start turn server: %w", err)
+		return errors.Join(fmt.Errorf("relay: start turn server: %w", err), s.pollers.close())
 	}
 	s.mu.Lock()
 	s.turn = ts
@@ -563,6 +570,9 @@ func (s *Server) Close() error {
 		err = errors.Join(err, errors.New("relay: goroutines did not stop in time"))
 	}
 	timer.Stop()
+	// Relay sockets are closed (unless the wait above timed out): the pollers have nothing
+	// left to read.
+	err = errors.Join(err, s.pollers.close())
 	if err != nil {
 		err = fmt.Errorf("relay: close: %w", err)
 	}
@@ -662,7 +672,9 @@ func (s *Server) deferClientWrites(src, dst, relayAddr net.Addr) {
 	if rc == nil {
 		return // the allocation is already gone
 	}
-	rc.out.Store(&outBatch{sock: l.sock, dst: addrPortOf(client), key: client})
+	if p := s.pollers.pick(rc); p == nil || !p.add(rc, l.sock, addrPortOf(client), client) {
+		rc.out.Store(&outBatch{sock: l.sock, dst: addrPortOf(client), key: client})
+	}
 	s.clients.Store(client, rc)
 	s.byClient.put(addrPortOf(client), rc)
 	if s.relays.lookup(fam, ra.Port) != rc { // closed meanwhile: its Close may have missed the entry

@@ -43,8 +43,12 @@ type udpSocket struct {
 
 	mu     sync.RWMutex
 	closed bool // guarded by mu
+	epfd   int  // the poller's epoll set holding the socket, if inSet; guarded by mu
+	inSet  bool // guarded by mu
 
 	// Owned by the reading goroutine.
+	size   int // datagrams per recvmmsg
+	bufLen int // bytes per datagram buffer
 	hdrs   []mmsghdr
 	iovs   []unix.Iovec
 	names  []unix.RawSockaddrInet6 // large enough for sockaddr_in too
@@ -84,6 +88,15 @@ func newUDPSocket(c *net.UDPConn, size, bufLen int) (*udpSocket, error) {
 		return nil, err
 	}
 	s.inet6 = domain == unix.AF_INET6
+	s.size, s.bufLen = size, bufLen
+	s.recvFn = s.recv
+	return s, nil
+}
+
+// allocBufs makes the read buffers, on the first read: a relay socket served by a poller
+// never reads on its own, and its size*bufLen bytes would be held for nothing.
+func (s *udpSocket) allocBufs() {
+	size, bufLen := s.size, s.bufLen
 	s.hdrs = make([]mmsghdr, size)
 	s.iovs = make([]unix.Iovec, size)
 	s.names = make([]unix.RawSockaddrInet6, size)
@@ -97,8 +110,6 @@ func newUDPSocket(c *net.UDPConn, size, bufLen int) (*udpSocket, error) {
 		s.hdrs[i].hdr.Iov = &s.iovs[i]
 		s.hdrs[i].hdr.SetIovlen(1)
 	}
-	s.recvFn = s.recv
-	return s, nil
 }
 
 // recv is one recvmmsg; false asks RawConn.Read to wait for the socket to be readable.
@@ -140,6 +151,9 @@ func (s *udpSocket) readView() ([]byte, netip.AddrPort, error) {
 		s.n, s.next = 0, 0
 		if s.flush != nil {
 			s.flush()
+		}
+		if s.hdrs == nil {
+			s.allocBufs()
 		}
 		err := s.rc.Read(s.recvFn)
 		if err == nil && s.errno != 0 {
@@ -187,8 +201,12 @@ func (s *udpSocket) reusedAddr(ap netip.AddrPort) *net.UDPAddr {
 // datagram's address in place, so such a datagram is skipped rather than attributed to
 // whoever sent that one.
 func (s *udpSocket) sockaddr(i int) (netip.AddrPort, bool) {
-	sa := &s.names[i]
-	namelen := s.hdrs[i].hdr.Namelen
+	return decodeSockaddr(&s.names[i], s.hdrs[i].hdr.Namelen)
+}
+
+// decodeSockaddr decodes a source address recvmmsg wrote, namelen bytes of it (see
+// sockaddr).
+func decodeSockaddr(sa *unix.RawSockaddrInet6, namelen uint32) (netip.AddrPort, bool) {
 	switch {
 	case sa.Family == unix.AF_INET && namelen >= unix.SizeofSockaddrInet4:
 	case sa.Family == unix.AF_INET6 && namelen >= unix.SizeofSockaddrInet6:
@@ -349,10 +367,16 @@ func (s *udpSocket) sendGSO(buf []byte, seg int, sa unsafe.Pointer, salen uint32
 		Err: os.NewSyscallError("sendmsg", e)}
 }
 
-// close closes the socket once no raw send is using its descriptor.
+// close closes the socket once no raw send or poller read is using its descriptor, taking
+// it out of its poller's epoll set first: once closed, the descriptor's number may name
+// another socket.
 func (s *udpSocket) close() error {
 	s.mu.Lock()
 	s.closed = true
+	if s.inSet {
+		_ = unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, int(s.fd), nil)
+		s.inSet = false
+	}
 	s.mu.Unlock()
 	return s.conn.Close()
 }
