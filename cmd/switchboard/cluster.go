@@ -153,11 +153,9 @@ func startCluster(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*clu
 		n.emb, n.nc = emb, emb.Conn
 		n.how = fmt.Sprintf("embedded NATS, routes on %s, peers %s", emb.ClusterAddr(), strings.Join(cfg.ClusterRoutes, ","))
 	case clusterExternal:
-		nc, err := nats.Connect(string(cfg.NATSURL), nats.Name(cfg.NodeName), nats.MaxReconnects(-1),
-			nats.ReconnectHandler(func(*nats.Conn) { log.Warn("nats reconnected") }),
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }))
+		nc, err := connectExternal(cfg, log) // cluster_nats.go: creds, TLS
 		if err != nil {
-			return nil, fmt.Errorf("cluster: connect to SWITCHBOARD_NATS_URL: %w", err)
+			return nil, err
 		}
 		n.nc = nc
 		n.how = "external NATS at " + nc.ConnectedUrlRedacted()

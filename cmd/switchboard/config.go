@@ -92,6 +92,10 @@ type Config struct {
 	ClusterAdvertise string      `env:"CLUSTER_ADVERTISE" help:"embedded: the route address (host:port) given to the other nodes when CLUSTER_LISTEN is not reachable as such (NAT, containers). Empty: CLUSTER_LISTEN."`
 	ClusterSecret    secret      `env:"CLUSTER_SECRET" help:"Required in cluster mode, at least 16 characters, the same on every node: authenticates the NATS routes (embedded) and lets nodes detect a peer with a different TURN_SECRET or AUTH_SECRET (it is refused)."`
 	NATSURL          secret      `env:"NATS_URL" help:"external: the NATS server URLs, comma-separated (nats://user:password@host:4222, tls://host:4222 for TLS)."`
+	NATSCreds        string      `env:"NATS_CREDS" help:"external: NATS credentials file (.creds: a user JWT and its nkey seed, as nsc writes it) for servers in operator/JWT mode; read again at each reconnect."`
+	NATSCA           string      `env:"NATS_CA" help:"external: PEM CA bundle that verifies the NATS servers' certificates; turns TLS on. Empty: the system's roots, when the server offers TLS."`
+	NATSCert         string      `env:"NATS_CERT" help:"external: PEM client certificate for NATS servers that verify clients (mTLS); needs NATS_KEY. Read again at each reconnect."`
+	NATSKey          string      `env:"NATS_KEY" help:"external: PEM private key of NATS_CERT."`
 
 	// Operation.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"25s" help:"On SIGTERM, how long running TURN allocations may go on before exit; the wait ends sooner once nothing has been relayed for 10s (the browsers are gone). Docker's stop grace must be longer."`
@@ -382,7 +386,10 @@ func (c *Config) validate() error {
 	default:
 		return badVar("LOG_FORMAT", "%q: want text or json", c.LogFormat)
 	}
-	return c.validateCluster()
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
+	return c.validateNATSAuth()
 }
 
 // checkAddr accepts host:port with a numeric port (0 picks a free one).
