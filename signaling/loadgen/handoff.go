@@ -42,11 +42,15 @@ type HandoffConfig struct {
 	// Default 10 s: far above a healthy handoff on loopback, short enough that
 	// a wedged one does not hold the phase.
 	Timeout time.Duration
+	// Phase bounds the whole phase: no handoff starts after it, and those
+	// under way end within their Timeout. Default 60 s.
+	Phase time.Duration
 }
 
 // HandoffResult reports a Handoff phase.
 type HandoffResult struct {
 	Attempted int // sessions cut
+	Skipped   int // picked but not started: the phase's time ran out
 	Resumed   int // welcome{resumed} with the same id, and every queued signal received
 	// OtherNode is how many of the attempts resumed on another node than the
 	// one the session was cut from (all of them with two or more nodes).
@@ -92,6 +96,9 @@ func (r *Runner) Handoff(ctx context.Context, hc HandoffConfig) (HandoffResult, 
 	if hc.Timeout <= 0 {
 		hc.Timeout = 10 * time.Second
 	}
+	if hc.Phase <= 0 {
+		hc.Phase = time.Minute
+	}
 
 	var picked []*session
 	r.mu.Lock()
@@ -116,10 +123,14 @@ func (r *Runner) Handoff(ctx context.Context, hc HandoffConfig) (HandoffResult, 
 		sem             = make(chan struct{}, hc.Concurrency)
 	)
 	start := time.Now()
+	phase := time.NewTimer(hc.Phase)
+	defer phase.Stop()
 launch:
 	for _, s := range picked {
 		select {
 		case <-ctx.Done():
+			break launch
+		case <-phase.C:
 			break launch
 		case sem <- struct{}{}:
 		}
@@ -148,6 +159,7 @@ launch:
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
+	res.Skipped = len(picked) - res.Attempted
 	res.Welcome = welcome.summary()
 	res.Replay = replay.summary()
 	return res, ctx.Err()

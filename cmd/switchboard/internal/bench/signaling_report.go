@@ -57,6 +57,9 @@ func handoffLine(w io.Writer, nodes int, res loadgen.HandoffResult) {
 func handoffFigures(res loadgen.HandoffResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d/%d resumed", res.Resumed, res.Attempted)
+	if res.Skipped > 0 {
+		fmt.Fprintf(&b, " (%d more not started: phase time ran out)", res.Skipped)
+	}
 	if len(res.Failures) > 0 {
 		fmt.Fprintf(&b, " (failed: %s)", loadgen.FormatCounts(res.Failures))
 	}
