@@ -63,6 +63,7 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 		nodes        = fs.Int("nodes", 1, "Switchboard processes to start as one embedded cluster on 127.0.0.1 (SWITCHBOARD_CLUSTER=embedded); pair k's sessions connect to nodes k and k+1 mod N, so every signal crosses nodes. 1: one server, clustering off")
 		compareNodes = fs.Bool("compare-nodes", false, "with --nodes N > 1: run one server (clustering off) first, then N nodes, and print both rows and their ratio")
 		handoffs     = fs.Int("handoffs", -1, "after the relay runs, cut this many sessions (no close frame) and resume each on another node with hello{resume, ack, attempt+1}; reports resumed/failed and hello→welcome p50/p99. -1: 200 (at most one per pair) when --nodes > 1, else 0")
+		waitIdle     = fs.Float64("wait-idle", 0, "before each relay run and handoff phase wait (up to 30s) until all CPUs together were at most this busy (0-1), for shared machines; 0: no wait")
 		handoffQueue = fs.Int("handoff-queued", 1, "signals each cut session's peer sends it before it resumes (the resume replays them)")
 	)
 	var serverEnv kvList
@@ -103,6 +104,8 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 		return errors.New("--url attaches to one server: drop --nodes")
 	case *handoffs < -1 || *handoffs > *sessions/2:
 		return fmt.Errorf("--handoffs %d out of range 0-%d (one per pair)", *handoffs, *sessions/2)
+	case *waitIdle < 0 || *waitIdle > 1:
+		return fmt.Errorf("--wait-idle %v out of range 0-1", *waitIdle)
 	case *handoffQueue < 1 || *handoffQueue > 100:
 		return fmt.Errorf("--handoff-queued %d out of range 1-100", *handoffQueue)
 	}
@@ -142,6 +145,7 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 		Bin: *bin, ServerEnv: serverEnv, PeerJSDir: *peerjsDir, Node: *nodeBin,
 		SkipSwitchboard: *skipSB, ServerLog: *serverLog,
 		Nodes: *nodes, CompareNodes: *compareNodes, Handoffs: *handoffs, HandoffQueued: *handoffQueue,
+		WaitIdle: *waitIdle,
 	}
 	if *verbose {
 		cfg.Log = slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelDebug}))

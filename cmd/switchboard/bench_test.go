@@ -38,6 +38,7 @@ func TestBenchFlags(t *testing.T) {
 		{"signaling: compare one node", []string{"signaling", "--compare-nodes"}, "--compare-nodes needs --nodes 2 or more"},
 		{"signaling: attach to a cluster", []string{"signaling", "--nodes", "3", "--url", "ws://127.0.0.1:1/ws", "--pid", "1"}, "--url attaches to one server: drop --nodes"},
 		{"signaling: handoffs above pairs", []string{"signaling", "--sessions", "4", "--handoffs", "3"}, "--handoffs 3 out of range 0-2 (one per pair)"},
+		{"signaling: wait-idle", []string{"signaling", "--wait-idle", "2"}, "--wait-idle 2 out of range 0-1"},
 		{"signaling: handoff-queued", []string{"signaling", "--handoff-queued", "0"}, "--handoff-queued 0 out of range 1-100"},
 		{"signaling: too many sessions", []string{"signaling", "--sessions", "2000000000"}, "file descriptors, RLIMIT_NOFILE is"},
 	}
@@ -61,7 +62,7 @@ func TestBenchHelp(t *testing.T) {
 		flags []string
 	}{
 		{"turn", []string{"-compare", "-rounds", "-coturn-threads", "-size-max", "-wait-idle", "-sink", "-shape", "-offload"}},
-		{"signaling", []string{"usage: switchboard bench signaling [flags]", "-sessions", "-peerjs-dir", "-server-env", "-client-cpuprofile", "-settle", "-nodes", "-compare-nodes", "-handoffs"}},
+		{"signaling", []string{"usage: switchboard bench signaling [flags]", "-sessions", "-peerjs-dir", "-server-env", "-client-cpuprofile", "-settle", "-nodes", "-compare-nodes", "-handoffs", "-wait-idle"}},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), []string{"bench", tt.kind, "-h"}, nil, &stdout, &stderr); code != exitOK {

@@ -78,6 +78,10 @@ type SignalingConfig struct {
 	// HandoffQueued is how many signals each cut session's peer sends it
 	// before it resumes; the resume replays them. 0: loadgen's default (1).
 	HandoffQueued int
+	// WaitIdle, if above 0, waits before each relay run and handoff phase
+	// (up to 30s) until all CPUs together were at most this busy (0-1): on a
+	// shared machine the runs then start in a quiet moment.
+	WaitIdle float64
 }
 
 // nodes is how many Switchboard processes a run starts.
@@ -337,11 +341,16 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	}
 
 	for i := range o.Runs {
+		if err := waitIdle(ctx, o.WaitIdle); err != nil {
+			return f, err
+		}
 		cpu0 := processCPU(pids)
 		self0, _ := proc.SelfCPU()
+		busy0, _, busyErr0 := proc.MachineBusy()
 		res, err := r.Relay(ctx, o.Rate, o.Duration)
 		cpu1 := processCPU(pids)
 		self1, _ := proc.SelfCPU()
+		busy1, _, busyErr1 := proc.MachineBusy()
 		if err != nil {
 			return f, fmt.Errorf("%s relay: %w", t.name, err)
 		}
@@ -349,9 +358,16 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 		for k := range cpu {
 			cpu[k] = cpu1[k] - cpu0[k]
 		}
+		// What the machine did besides this bench's processes: other jobs on
+		// a shared machine (and the kernel's loopback work, charged to no
+		// process). -1: unknown.
+		other := time.Duration(-1)
+		if busyErr0 == nil && busyErr1 == nil {
+			other = max(busy1-busy0-sum(cpu)-(self1-self0), 0)
+		}
 		f.relays = append(f.relays, res)
 		f.cpu = append(f.cpu, sum(cpu))
-		relayLine(w, t.name, i+1, o.Rate, res, cpu, self1-self0)
+		relayLine(w, t.name, i+1, o.Rate, res, cpu, self1-self0, other)
 		m1 := t.watchedCounters(ctx)
 		if d := counterDiff(m0, m1); d != "" {
 			fmt.Fprintf(w, "   server counters during run %d: %s\n", i+1, d)
@@ -359,6 +375,9 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 		m0 = m1
 	}
 	if o.Handoffs > 0 && t.proto == loadgen.Switchboard {
+		if err := waitIdle(ctx, o.WaitIdle); err != nil {
+			return f, err
+		}
 		res, err := r.Handoff(ctx, loadgen.HandoffConfig{Count: o.Handoffs, Queued: o.HandoffQueued})
 		if err != nil {
 			return f, fmt.Errorf("%s handoff: %w", t.name, err)

@@ -14,9 +14,10 @@ import (
 )
 
 // relayLine prints one relay run: throughput, latency, CPU of the server
-// (serverCPU, one per node) and of this client (selfCPU), what was not
-// delivered, and the target's verdict.
-func relayLine(w io.Writer, name string, run int, rate float64, res loadgen.RelayResult, serverCPU []time.Duration, selfCPU time.Duration) {
+// (serverCPU, one per node), of this client (selfCPU) and of the rest of the
+// machine (other; negative: unknown), what was not delivered, and the
+// target's verdict.
+func relayLine(w io.Writer, name string, run int, rate float64, res loadgen.RelayResult, serverCPU []time.Duration, selfCPU, other time.Duration) {
 	window := max(res.Window.Seconds(), 1e-9)
 	pct := func(d time.Duration) string { return fmt.Sprintf("%.0f%%", 100*d.Seconds()/window) }
 	cpu := "server " + pct(sum(serverCPU))
@@ -28,10 +29,14 @@ func relayLine(w io.Writer, name string, run int, rate float64, res loadgen.Rela
 		cpu = "servers " + strings.Join(parts, "+") + " = " + pct(sum(serverCPU))
 	}
 	fmt.Fprintf(w, "   relay %d: %d pairs, target %.0f/s: sent %d delivered %d lost %d; %.0f msg/s delivered; "+
-		"latency p50 %v p90 %v p99 %v p99.9 %v max %v; send lag p99 %v; CPU %s client %s (of one core)",
+		"latency p50 %v p90 %v p99 %v p99.9 %v max %v; send lag p99 %v; CPU %s client %s",
 		run, res.Senders/2, res.TargetRate, res.Sent, res.Delivered, res.Lost, res.Rate,
 		dur(res.Latency.P50), dur(res.Latency.P90), dur(res.Latency.P99),
 		dur(res.Latency.P999), dur(res.Latency.Max), dur(res.SendLag.P99), cpu, pct(selfCPU))
+	if other >= 0 {
+		fmt.Fprintf(w, " rest of the machine %s", pct(other))
+	}
+	fmt.Fprint(w, " (of one core)")
 	if res.Skipped+res.Abandoned+res.WriteErrors > 0 || res.Dropped > 0 || len(res.ServerErrors) > 0 {
 		fmt.Fprintf(w, "; not sent: %d (peer gone) + %d (schedule overran); write errors %d; sessions dropped %d; server errors %s",
 			res.Skipped, res.Abandoned, res.WriteErrors, res.Dropped, loadgen.FormatCounts(res.ServerErrors))
