@@ -18,6 +18,8 @@ type Stats struct {
 	PermissionsRefused uint64
 	// PacketsToPeer/BytesToPeer count datagrams sent from relay sockets to peers (hairpin
 	// included); PacketsFromPeer/BytesFromPeer count datagrams received on relay sockets.
+	// The byte counters include RFC 6062 TCP relays' streams, both ways; the packet
+	// counters are datagrams only.
 	PacketsToPeer, BytesToPeer, PacketsFromPeer, BytesFromPeer uint64
 	// PeerDataDropped counts datagrams dropped in the data path because they targeted one of
 	// the server's own addresses on a port that is not a live relay port.

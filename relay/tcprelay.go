@@ -146,7 +146,32 @@ func (r *relays) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
 		r.tcpPeers.release(conf.UserID)
 		return nil, err
 	}
-	return &countedConn{Conn: c, release: func() { r.tcpPeers.release(conf.UserID) }}, nil
+	return &countedConn{Conn: &tcpPeerConn{Conn: c, st: &r.s.stats}, release: func() { r.tcpPeers.release(conf.UserID) }}, nil
+}
+
+// tcpPeerConn counts what a TCP relay carries, as relay sockets count datagrams: written
+// to the peer (BytesToPeer) and read from it (BytesFromPeer). pion copies each direction
+// with io.Copy in its own goroutine; counting per Read and Write keeps /metrics current
+// while a connection lasts. Packet counters stay datagrams: TCP segments are not counted.
+type tcpPeerConn struct {
+	net.Conn
+	st *counters
+}
+
+func (c *tcpPeerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.st.bytesFrom.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (c *tcpPeerConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.st.bytesToPeer.Add(uint64(n))
+	}
+	return n, err
 }
 
 // tcpPeerAllowed applies the peer policy to a TCP peer; the server's own public address
@@ -178,6 +203,6 @@ func (l *tcpRelayListener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		return c, nil
+		return &tcpPeerConn{Conn: c, st: &l.r.s.stats}, nil
 	}
 }

@@ -102,6 +102,18 @@ func TestTCPRelay(t *testing.T) {
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != "from the peer" {
 		t.Fatalf("accepted connection read %q (%v)", got, err)
 	}
+
+	// The streams count in the relayed bytes, as datagrams do: 22+20,000 bytes each way
+	// through the Connect, and 13 from the peer that connected in. (Polled: a Write's count
+	// lands just after its bytes leave, so the echo can overtake it.)
+	const toPeer, fromPeer = 22 + 20000, 22 + 20000 + 13
+	waitFor(t, "TCP relay bytes counted", func() bool {
+		st := s.Stats()
+		return st.BytesToPeer == toPeer && st.BytesFromPeer == fromPeer
+	})
+	if st := s.Stats(); st.PacketsToPeer != 0 || st.PacketsFromPeer != 0 {
+		t.Errorf("PacketsToPeer, PacketsFromPeer = %d, %d with TCP relays only, want 0, 0 (datagrams)", st.PacketsToPeer, st.PacketsFromPeer)
+	}
 }
 
 func TestTCPRelayPolicy(t *testing.T) {
