@@ -202,12 +202,15 @@ func TestNATSExternalTLS(t *testing.T) {
 
 // TestNATSExternalCreds: a NATS server in operator (JWT) mode. A .creds
 // file made here (operator, account and user keys with nkeys, JWTs with
-// jwt/v2) connects and two nodes link and signal; no creds, or creds of an
+// jwt/v2), allowed only the cluster's subjects and reply inboxes, connects
+// and two nodes link and signal; no creds, or creds of an
 // account the server does not know, stop start-up naming NATS_CREDS.
 func TestNATSExternalCreds(t *testing.T) {
 	dir := t.TempDir()
 	acct := newTestAccount(t)
-	good, _ := acct.creds(t, dir, "good", time.Hour)
+	// Only the subjects README's "Scale out" tells operators to allow:
+	// the cluster's prefix and the replies' inboxes.
+	good, _ := acct.creds(t, dir, "good", time.Hour, "switchboard.>", "_INBOX.>")
 	stranger, _ := newTestAccount(t).creds(t, dir, "stranger", 0)
 
 	resolver := &server.MemAccResolver{}
@@ -439,8 +442,9 @@ func newTestAccount(t *testing.T) *testAccount {
 }
 
 // creds writes a .creds file for a new user of the account; expires is
-// relative to now (0: never). It returns the file and the user's seed.
-func (a *testAccount) creds(t *testing.T, dir, name string, expires time.Duration) (string, string) {
+// relative to now (0: never); allow, if given, are the only subjects the
+// user may publish and subscribe to. It returns the file and the seed.
+func (a *testAccount) creds(t *testing.T, dir, name string, expires time.Duration, allow ...string) (string, string) {
 	t.Helper()
 	ukp, err := nkeys.CreateUser()
 	if err != nil {
@@ -452,6 +456,10 @@ func (a *testAccount) creds(t *testing.T, dir, name string, expires time.Duratio
 	uc.Name = name
 	if expires != 0 {
 		uc.Expires = time.Now().Add(expires).Unix()
+	}
+	if len(allow) > 0 {
+		uc.Pub.Allow.Add(allow...)
+		uc.Sub.Allow.Add(allow...)
 	}
 	ujwt, err := uc.Encode(a.key)
 	if err != nil {

@@ -499,3 +499,37 @@ func checkLoadBalancer(t *testing.T, p *types.Project, cfgs map[string]Config, e
 		}
 	}
 }
+
+// TestClusterReadme: the README's "Scale out" names the cluster's deploy
+// files and its table of per-node ports is the compose file's.
+func TestClusterReadme(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	for _, f := range []string{"deploy/docker-compose.cluster.yml", "deploy/docker-compose.cluster-nats.yml",
+		"deploy/cluster.env.example", "deploy/Caddyfile", "deploy/nats-cluster.conf"} {
+		if _, err := os.Stat(filepath.Join("..", "..", f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		if !strings.Contains(readme, f) {
+			t.Errorf("README.md does not mention %s", f)
+		}
+	}
+	p, _, err := loadCluster(t, "docker-compose.cluster.yml", filledClusterEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range clusterNodes {
+		svc, err := p.GetService(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := svc.Environment
+		row := fmt.Sprintf("| %s | `%s` | `%s` |", name, *env["SWITCHBOARD_TURN_ADDR"], *env["SWITCHBOARD_RELAY_PORTS"])
+		if !strings.Contains(readme, row) {
+			t.Errorf("README.md lacks the row %q of the compose file's ports", row)
+		}
+	}
+}
