@@ -48,6 +48,11 @@ type filterConn struct {
 	doneOnce sync.Once
 
 	fan fanBatch // UDP: the loop's writes to relay sockets, deferred (see sendbatch.go)
+	// poller, for a UDP listening socket on Linux, reads the socket, relays its ChannelData
+	// and owns fan; pion's loop then takes the STUN datagrams from inbox. Set by Listen
+	// before pion starts.
+	poller *poller
+	inbox  *inbox
 }
 
 func newFilterConn(s *Server, inner net.PacketConn, tcp *tcpConn) (*filterConn, error) {
@@ -71,6 +76,9 @@ func isChannelData(first byte) bool { return first&0xC0 == 0x40 }
 
 // Close closes the socket (or the TCP framing); pion calls it from Server.Close.
 func (c *filterConn) Close() error {
+	if c.inbox != nil {
+		c.inbox.close()
+	}
 	if c.sock != nil {
 		return c.sock.close()
 	}
@@ -124,7 +132,11 @@ func (c *filterConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			// fresh address: pion keeps it in the allocations it creates.
 			var b []byte
 			var src netip.AddrPort
-			b, src, err = c.sock.readView()
+			if c.inbox != nil {
+				b, src, err = c.inbox.take()
+			} else {
+				b, src, err = c.sock.readView()
+			}
 			if err == nil {
 				if len(b) > 0 && isChannelData(b[0]) {
 					c.serveChannelData(b, src)
@@ -154,7 +166,8 @@ func (c *filterConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			continue
 		}
 		if n, ok := c.admit(p, n, addr); ok {
-			if c.sock != nil && n > 0 && !isChannelData(p[0]) {
+			if c.sock != nil && c.inbox == nil && n > 0 && !isChannelData(p[0]) {
+				// (With an inbox the poller did this before queueing the datagram.)
 				// pion writes a Send indication's data at once, not deferred (its payload
 				// is a copy, not in our buffer): what waits goes first, so a client that
 				// mixes both keeps its datagrams in order.

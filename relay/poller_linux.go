@@ -59,6 +59,9 @@ type poller struct {
 	file *os.File // epfd, in Go's netpoller; closing it ends run
 	stop atomic.Bool
 
+	// lns are the listening sockets the poller reads (listenerToken); set before run.
+	lns []*filterConn
+
 	// Owned by run's goroutine.
 	events    []unix.EpollEvent
 	hdrs      []mmsghdr
@@ -110,6 +113,26 @@ func pollToken(rc *relayConn) int32 {
 		t |= 1 << 16
 	}
 	return t
+}
+
+// listenerToken names the poller's listening socket i: bit 17 set.
+func listenerToken(i int) int32 { return 1<<17 | int32(i) }
+
+// addListener hands the listening socket's reads to the poller: ChannelData is relayed
+// here, STUN goes to pion's loop through the socket's inbox. Called by Listen before pion
+// reads.
+func (p *poller) addListener(c *filterConn) error {
+	s := c.sock
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: listenerToken(len(p.lns))}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(s.fd), &ev); err != nil {
+		return fmt.Errorf("relay: epoll add listener: %w", err)
+	}
+	s.epfd, s.inSet = p.epfd, true
+	c.poller, c.inbox = p, newInbox()
+	p.lns = append(p.lns, c)
+	return nil
 }
 
 // add hands rc's reads to the poller, its client being dst on the listening socket sock.
@@ -184,8 +207,66 @@ func (p *poller) round(fd uintptr) bool {
 	}
 }
 
-// serve reads one batch from the relay socket named tok and relays it.
+// recv reads one batch from s into the poller's buffers; 0 when there is none.
+func (p *poller) recv(s *udpSocket) int {
+	for i := range p.hdrs {
+		p.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		p.hdrs[i].hdr.Flags = 0
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return 0
+	}
+	r, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, s.fd, uintptr(unsafe.Pointer(&p.hdrs[0])),
+		uintptr(len(p.hdrs)), 0, 0, 0)
+	s.mu.RUnlock()
+	if e != 0 {
+		return 0 // EAGAIN (a socket that took a closed one's port), EINTR: the next round retries
+	}
+	return int(r)
+}
+
+// datagram returns the poller's datagram i and its source; false to skip it (truncated,
+// or no usable source address).
+func (p *poller) datagram(i int) ([]byte, netip.AddrPort, bool) {
+	h := &p.hdrs[i]
+	if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+		return nil, netip.AddrPort{}, false
+	}
+	from, ok := decodeSockaddr(&p.names[i], h.hdr.Namelen)
+	return p.bufs[i][:h.n], from, ok
+}
+
+// serveListener reads one batch from a listening socket: ChannelData is relayed (in the
+// listener's fan batch, sent at the end of the round), STUN is queued for pion's loop.
+func (p *poller) serveListener(c *filterConn) {
+	n := p.recv(c.sock)
+	for i := range n {
+		b, src, ok := p.datagram(i)
+		if !ok || len(b) == 0 {
+			continue
+		}
+		if isChannelData(b[0]) {
+			c.serveChannelData(b, src)
+			continue
+		}
+		// A Send indication pion relays at once: what waits goes first, so a client that
+		// mixes both keeps its datagrams in order.
+		c.fan.flush(&p.s.stats)
+		_ = c.inbox.put(b, src) // full: dropped, as by a full socket buffer
+	}
+}
+
+// serve reads one batch from the relay socket (or listening socket) named tok and relays
+// it.
 func (p *poller) serve(tok int32) {
+	if tok&(1<<17) != 0 {
+		if i := int(tok &^ (1 << 17)); i < len(p.lns) {
+			p.serveListener(p.lns[i])
+		}
+		return
+	}
 	fam := &p.s.relays.v4
 	if tok&(1<<16) != 0 {
 		fam = &p.s.relays.v6
@@ -198,34 +279,14 @@ func (p *poller) serve(tok int32) {
 	if cl == nil || cl.p != p {
 		return // a socket that took a closed one's port after this round's epoll_wait
 	}
-	s := rc.sock
-	for i := range p.hdrs {
-		p.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
-		p.hdrs[i].hdr.Flags = 0
-	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return
-	}
-	r, _, e := syscall.RawSyscall6(unix.SYS_RECVMMSG, s.fd, uintptr(unsafe.Pointer(&p.hdrs[0])),
-		uintptr(len(p.hdrs)), 0, 0, 0)
-	s.mu.RUnlock()
-	if e != 0 {
-		return // EAGAIN (another socket on the port meanwhile), EINTR: the next round retries
-	}
+	n := p.recv(rc.sock)
 	t := rc.chans.Load()
 	var out *mmsgBatch
-	for i := range int(r) {
-		h := &p.hdrs[i]
-		if h.hdr.Flags&unix.MSG_TRUNC != 0 {
-			continue
-		}
-		from, ok := decodeSockaddr(&p.names[i], h.hdr.Namelen)
+	for i := range n {
+		b, from, ok := p.datagram(i)
 		if !ok {
 			continue
 		}
-		b := p.bufs[i][:h.n]
 		p.nFrom++
 		p.bytesFrom += uint64(len(b))
 		from = rc.unhairpin(from)
@@ -268,6 +329,9 @@ func (p *poller) batch(sock *udpSocket) *mmsgBatch {
 
 // flush sends the round's datagrams and publishes its counts.
 func (p *poller) flush() {
+	for _, c := range p.lns {
+		c.fan.flush(&p.s.stats)
+	}
 	for _, b := range p.out {
 		b.flush()
 	}
@@ -419,11 +483,23 @@ type pollers struct {
 	wg sync.WaitGroup
 }
 
-// start makes n pollers and starts them.
-func (x *pollers) start(s *Server, n int) error {
-	for range n {
+// start makes a poller per listening socket and starts them. Each reads its listening
+// socket and the relay sockets of the clients that came in on it, so one wake-up serves
+// both directions of those clients and a round's datagrams to clients leave in one
+// sendmmsg.
+func (x *pollers) start(s *Server, lns []*filterConn) error {
+	for _, c := range lns {
 		p, err := newPoller(s)
+		if err == nil {
+			err = p.addListener(c)
+		}
 		if err != nil {
+			if p != nil {
+				_ = p.close()
+			}
+			for _, c := range lns {
+				c.poller, c.inbox = nil, nil
+			}
 			return errors.Join(err, x.close())
 		}
 		x.ps = append(x.ps, p)
@@ -432,14 +508,6 @@ func (x *pollers) start(s *Server, n int) error {
 		x.wg.Go(p.run)
 	}
 	return nil
-}
-
-// pick returns rc's poller (nil: none).
-func (x *pollers) pick(rc *relayConn) *poller {
-	if len(x.ps) == 0 {
-		return nil
-	}
-	return x.ps[int(rc.port)%len(x.ps)]
 }
 
 // close stops the pollers and waits for them.

@@ -4,6 +4,7 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -176,5 +177,36 @@ func TestPollerCloseTakesSocketOut(t *testing.T) {
 	case <-r.rc.done:
 	default:
 		t.Error("Close did not release pion's loop (done still open)")
+	}
+}
+
+// TestInbox: the queue from a poller to pion's loop never blocks the poller (a full inbox
+// drops, as a full socket buffer would), hands out copies, and ends pion's loop once closed.
+func TestInbox(t *testing.T) {
+	x := newInbox()
+	src := netip.MustParseAddrPort("127.0.0.1:5000")
+	b := []byte("binding")
+	for i := range inboxSize {
+		if !x.put(b, src) {
+			t.Fatalf("put %d refused before the inbox was full", i)
+		}
+	}
+	if x.put(b, src) {
+		t.Error("put into a full inbox succeeded, want a drop")
+	}
+	b[0] = 'X' // the poller reuses its buffer: what was queued must not change
+	got, from, err := x.take()
+	if err != nil || string(got) != "binding" || from != src {
+		t.Errorf("take = %q, %v, %v; want %q, %v, nil", got, from, err, "binding", src)
+	}
+	x.close()
+	x.close() // Close may run twice (pion, then Server.Close)
+	for {
+		if _, _, err := x.take(); err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("take after close: %v, want net.ErrClosed", err)
+			}
+			break
+		}
 	}
 }

@@ -241,7 +241,7 @@ func (s *Server) Listen(ctx context.Context) error {
 		}
 		lcs = append(lcs, turn.ListenerConfig{Listener: cl, RelayAddressGenerator: s.relays, PermissionHandler: s.permit})
 	}
-	if err := s.pollers.start(s, len(pcs)); err != nil {
+	if err := s.pollers.start(s, s.udp); err != nil {
 		closeAll()
 		return err
 	}
@@ -672,7 +672,7 @@ func (s *Server) deferClientWrites(src, dst, relayAddr net.Addr) {
 	if rc == nil {
 		return // the allocation is already gone
 	}
-	if p := s.pollers.pick(rc); p == nil || !p.add(rc, l.sock, addrPortOf(client), client) {
+	if p := l.poller; p == nil || !p.add(rc, l.sock, addrPortOf(client), client) {
 		rc.out.Store(&outBatch{sock: l.sock, dst: addrPortOf(client), key: client})
 	}
 	s.clients.Store(client, rc)
