@@ -249,6 +249,9 @@ func (p *poller) serveListener(c *filterConn) {
 		}
 		if isChannelData(b[0]) {
 			c.serveChannelData(b, src)
+			if len(c.fan.buf) >= pollFlushBytes {
+				c.fan.flush(&p.s.stats)
+			}
 			continue
 		}
 		// A Send indication pion relays at once: what waits goes first, so a client that

@@ -136,11 +136,12 @@ const (
 	relayBuffer    = 512 << 10
 )
 
-// Datagrams per recvmmsg (see udpSocket), each in a maxFrame buffer. A listening socket
-// serves many clients and is often deeply queued under load: 8 (72 KiB per socket). A relay
-// socket serves one allocation: 2 (18 KiB per allocation, 290 MiB if all 16,384 default
-// relay ports are in use); a slow flow rarely has more than one datagram waiting, and a
-// fast one still halves its reads.
+// Datagrams per recvmmsg (see udpSocket), each in a maxFrame buffer, for sockets read by
+// pion's loops rather than a poller (TCP/TLS clients' relay sockets; other systems than
+// Linux). A listening socket serves many clients and is often deeply queued under load: 8
+// (72 KiB per socket). A relay socket serves one allocation: 2 (18 KiB per allocation, made
+// on its first read); a slow flow rarely has more than one datagram waiting, and a fast one
+// still halves its reads.
 const (
 	listenerBatch = 8
 	relayBatch    = 2
