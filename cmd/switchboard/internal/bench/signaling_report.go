@@ -112,7 +112,7 @@ func printSummary(w io.Writer, rows []*figures) {
 		fmt.Fprintf(w, "   %-*s sessions held %5d  RSS/idle session %9s  msg/s %7.0f  p50 %8v  p99 %8v  lost %d",
 			width, f.label(clustered), f.held, sizeOf(f.perSession), res.Rate, dur(res.Latency.P50), dur(res.Latency.P99), res.Lost)
 		if i >= 0 && i < len(f.cpu) && res.Window > 0 {
-			fmt.Fprintf(w, "  CPU server%s %.0f%%", plural(f.nodes), 100*f.cpu[i].Seconds()/res.Window.Seconds())
+			fmt.Fprintf(w, "  CPU server%s %.0f%% of a core", plural(f.nodes), 100*f.cpu[i].Seconds()/res.Window.Seconds())
 		}
 		fmt.Fprintln(w)
 		switch {

@@ -140,9 +140,9 @@ func TestSummaryNodes(t *testing.T) {
 	printSummary(&out, []*figures{one, three})
 	for _, want := range []string{
 		"   switchboard 1 node  sessions held    10",
-		"lost 0  CPU server 50%\n",
+		"lost 0  CPU server 50% of a core\n",
 		"   switchboard 3 nodes sessions held    10",
-		"lost 0  CPU servers 150%\n",
+		"lost 0  CPU servers 150% of a core\n",
 		"   switchboard 1 node  handoff: 4/4 resumed; queued signals 4, replayed 4; hello→welcome p50 1.00ms p99 2.00ms max 2.00ms; hello→first replayed signal p50 1.00ms p99 3.00ms\n",
 		"   switchboard 3 nodes handoff: 0/4 resumed (failed: close 4002 (resume unknown) ×4); queued signals 4, replayed 0\n",
 		"   3 nodes / 1 node: msg/s 0.90×, p50 2.00×, p99 4.00× (lower is better)\n",
