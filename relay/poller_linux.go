@@ -73,6 +73,7 @@ type poller struct {
 	nFrom     uint64
 	bytesFrom uint64
 	waitFn    func(fd uintptr) bool
+	full      bool // a read this round filled its batch: the socket may still be readable
 	err       error
 }
 
@@ -182,9 +183,11 @@ func (p *poller) close() error {
 	return p.file.Close()
 }
 
-// round serves every readable relay socket, as long as any is, then sends what it made and
-// returns false to park until the set is readable again (Go's netpoller; the set is
-// edge-triggered there, so nothing arriving after the last empty epoll_wait is missed).
+// round serves every readable socket, as long as any is, then sends what it made and
+// returns false to park until the set is readable again (Go's netpoller, edge-triggered
+// there: every datagram arriving on a socket of the set wakes it, also while the round
+// runs, so nothing is missed; only a socket left readable by a full batch needs another
+// look before parking).
 func (p *poller) round(fd uintptr) bool {
 	for {
 		n, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&p.events[0])),
@@ -200,10 +203,17 @@ func (p *poller) round(fd uintptr) bool {
 			p.flush()
 			return false
 		}
+		p.full = false
 		for i := range int(n) {
 			p.serve(p.events[i].Fd)
 		}
 		p.flush()
+		if int(n) < len(p.events) && !p.full {
+			// Every socket reported was drained: what arrived meanwhile has woken the set
+			// again in the netpoller, so the empty epoll_wait that would end the round is
+			// skipped (a system call per wake-up).
+			return false
+		}
 	}
 }
 
@@ -222,7 +232,11 @@ func (p *poller) recv(s *udpSocket) int {
 		uintptr(len(p.hdrs)), 0, 0, 0)
 	s.mu.RUnlock()
 	if e != 0 {
-		return 0 // EAGAIN (a socket that took a closed one's port), EINTR: the next round retries
+		p.full = true // EINTR (or EAGAIN): look again before parking
+		return 0
+	}
+	if int(r) == len(p.hdrs) {
+		p.full = true // more may wait
 	}
 	return int(r)
 }
