@@ -209,6 +209,10 @@ func (s *session) control(e Envelope) error {
 	}
 	s.mu.Lock()
 	h := s.call
+	if s.gone && s.rep != nil && s.rep.moved {
+		s.mu.Unlock()
+		return ErrMoved
+	}
 	if s.gone || h == nil || h.id != c.Call || h.peer != e.From {
 		// Not (or no longer) this call: its end crossed this envelope, and the
 		// partner hears (or heard) that end too.
@@ -269,8 +273,8 @@ func (s *session) control(e Envelope) error {
 func (s *session) invited(from string, c control) error {
 	s.mu.Lock()
 	if s.gone {
-		s.mu.Unlock()
-		return ErrNoSession
+		defer s.mu.Unlock()
+		return s.goneErrLocked()
 	}
 	var yielded *half
 	if h := s.call; h != nil {

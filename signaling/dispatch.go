@@ -112,6 +112,9 @@ func (h *Hub) handle(l *link, in *inbound) bool {
 	if we := h.handlers[m.Type](s, request{l: l, m: m, room: room, in: in}); we != nil {
 		s.pushError(m.Ref, we)
 	}
+	if m.Type != "signal" && m.Type != "ping" {
+		s.replicate() // a call or a room may have changed; signals and pings change neither
+	}
 	return true
 }
 

@@ -18,6 +18,7 @@ type env struct {
 	log    *slog.Logger
 	router Router
 	dir    Directory
+	keeper Mover // router, when it moves sessions between nodes; nil on one node
 	// epoch is (just before) New's time.Now(): per-session deadlines are stored as int64
 	// nanoseconds since it (see mono), monotonic like time.Time's but a third of
 	// the size, in structs the hub holds one of per idle session.
@@ -45,7 +46,8 @@ type env struct {
 // counters are the hub's monotonic counters; see Stats.
 type counters struct {
 	messagesIn, messagesOut, rateLimited, authRefused, credentialsIssued, tokensRenewed,
-	resumed, staleResumes, replayed, undeliverable, slowConsumers, originRefused, pendingRefused atomic.Uint64
+	resumed, staleResumes, replayed, undeliverable, slowConsumers, originRefused, pendingRefused,
+	handedOff, handedIn, adopted, fenced atomic.Uint64
 	disconnects [numReasons]atomic.Uint64
 }
 

@@ -65,6 +65,12 @@ func New(cfg Config) (*Hub, error) {
 	if e.router == nil {
 		e.router = NewLocalRouter()
 	}
+	if mv, ok := e.router.(Mover); ok {
+		e.keeper = mv
+	}
+	if d, ok := e.router.(Directory); ok && e.dir == nil {
+		e.dir = d // a cluster's router knows every node's sessions
+	}
 	if e.dir == nil {
 		e.dir = NewLocalDirectory()
 	}
@@ -99,6 +105,9 @@ func New(cfg Config) (*Hub, error) {
 		in.fn = in.handle
 		return in
 	}
+	if h.keeper != nil {
+		h.keeper.Serve(h)
+	}
 	return h, nil
 }
 
@@ -124,6 +133,12 @@ type Stats struct {
 	OriginRefused     uint64            // upgrades refused (origin or bad handshake)
 	PendingRefused    uint64            // upgrades refused: MaxPendingPerIP connections before hello from one address
 	Disconnects       map[string]uint64 // links closed, by reason
+
+	// Cluster mode (a Mover router); see handoff.go.
+	HandedOff uint64 // sessions released to another node for a resume there
+	HandedIn  uint64 // sessions claimed from another node for a resume here
+	Adopted   uint64 // sessions taken over from a node that died
+	Fenced    uint64 // times this node cut everything for losing the cluster's majority
 }
 
 // Stats returns a snapshot of the hub's gauges and counters.
@@ -150,6 +165,8 @@ func (h *Hub) Stats() Stats {
 	s.SlowConsumers = h.st.slowConsumers.Load()
 	s.OriginRefused = h.st.originRefused.Load()
 	s.PendingRefused = h.st.pendingRefused.Load()
+	s.HandedOff, s.HandedIn = h.st.handedOff.Load(), h.st.handedIn.Load()
+	s.Adopted, s.Fenced = h.st.adopted.Load(), h.st.fenced.Load()
 	s.Disconnects = make(map[string]uint64, numReasons)
 	for r := range reason(numReasons) {
 		if n := h.st.disconnects[r].Load(); n > 0 && r != reasonNone {

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/coder/websocket"
@@ -37,6 +38,16 @@ func (h *Hub) hello(l *link, m *inMsg) bool {
 			h.mu.Unlock()
 			return false
 		}
+	}
+	if f, ok := h.router.(interface{ Fenced() bool }); ok && f.Fenced() {
+		// Cut off from its cluster: whatever this node starts or resumes
+		// lives on the other nodes already.
+		l.setReason(reasonShutdown)
+		h.mu.Lock()
+		h.kickLocked(l, websocket.StatusServiceRestart, "node cut off from its cluster",
+			errorMsg(codeServerFull, "this node is cut off from its cluster, connect again", m.Ref))
+		h.mu.Unlock()
+		return false
 	}
 	if m.Resume != "" {
 		return h.resume(l, m, cl)
@@ -87,6 +98,9 @@ func (h *Hub) newSession(l *link, name, room string, cl *claims) *session {
 	if cl != nil {
 		s.grant = &grant{sub: cl.Subject, room: cl.Room}
 	}
+	if h.keeper != nil {
+		s.rep = &replica{}
+	}
 	return s
 }
 
@@ -108,6 +122,7 @@ func (h *Hub) startSession(l *link, s *session, m *inMsg, servers []ICEServer, n
 	}
 	s.announce(s.room, others, peerJoined(s))
 	h.dir.Add(s.resume, s.id)
+	s.replicate()
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
@@ -149,10 +164,27 @@ func (h *Hub) resume(l *link, m *inMsg, cl *claims) bool {
 		return false
 	}
 	var s *session
-	if id, ok := h.dir.Lookup(m.Resume); ok {
+	id, ok := h.dir.Lookup(m.Resume)
+	if ok {
 		h.mu.Lock()
 		s = h.sessions[id]
 		h.mu.Unlock()
+	}
+	if s == nil && ok && h.keeper != nil {
+		// On another node (a cluster's directory knows every node's tokens):
+		// take it over from there.
+		var err error
+		switch s, err = h.claim(id, m.Attempt); {
+		case errors.Is(err, ErrStale):
+			h.st.staleResumes.Add(1)
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return fail(closeReplaced, reasonReplaced, "a newer connection resumed this session")
+		case err != nil:
+			h.log.Info("resume from another node failed", "peer", id, "err", err)
+		case !tokenMatch(s.resume, m.Resume):
+			s = nil // cannot happen unless the directory lies: never trust it with a session
+		}
 	}
 	if s == nil {
 		h.mu.Lock()
@@ -205,6 +237,10 @@ func (h *Hub) resume(l *link, m *inMsg, cl *claims) bool {
 	}
 	s.mu.Lock()
 	ack := min(m.Ack, s.seq)
+	lost := s.rep != nil && s.rep.lost
+	if lost && ack < s.rep.base {
+		ack = s.rep.base // what the client missed died with its node: it is told (welcome.lost)
+	}
 	if ack < s.forgotten || ack < s.acked {
 		s.mu.Unlock()
 		ended := h.endLocked(s)
@@ -221,7 +257,10 @@ func (h *Hub) resume(l *link, m *inMsg, cl *claims) bool {
 	h.attachLocked(s, l)
 	l.first = wire.Welcome{Type: wire.TypeWelcome, ID: s.id, Resume: s.resume, Resumed: true, ICEServers: servers,
 		TTL: ttlSeconds(now, exp), Heartbeat: h.heartbeat, Room: room,
-		Peers: peers, Ack: s.inSeq, Ref: m.Ref}
+		Peers: peers, Ack: s.inSeq, Lost: lost, Ref: m.Ref}
+	if lost {
+		s.rep.lost = false
+	}
 	s.startWriterLocked()
 	s.mu.Unlock()
 	s.refreshAt = h.refreshTime(now, exp)

@@ -54,6 +54,7 @@ type session struct {
 	forgotten uint64   // last seq dropped from the window unconfirmed
 	queue     []queued // unconfirmed messages, by seq, contiguous
 	qbytes    int      // sum of cost() over queue (Config.ReplayBytes)
+	rep       *replica // cluster mode only (handoff.go)
 }
 
 // grant is what a session keeps of its JWT. It sits behind a pointer so that
@@ -151,17 +152,38 @@ func (s *session) Deliver(e Envelope) error {
 		m := outgoing{Body: *p, From: e.From, pooled: p}
 		s.mu.Lock()
 		err := s.enqueueLocked(m)
+		if err == nil && s.e.keeper != nil {
+			s.replicateLocked(s.e.keeper, false) // its numbering may have passed the kept bound
+		}
 		s.mu.Unlock()
 		if err != nil {
 			s.e.putBody(m)
 		}
 		return err
 	case KindControl:
-		return s.control(e)
+		err := s.control(e)
+		s.replicate()
+		return err
 	case KindBounce:
+		s.mu.Lock()
+		moved := s.rep != nil && s.rep.moved
+		s.mu.Unlock()
+		if moved {
+			return ErrMoved
+		}
 		s.bounced(e)
+		s.replicate()
 	}
 	return nil
+}
+
+// goneErrLocked is what a delivery to a gone session gets: ErrMoved when it
+// moved to another node (the router delivers there), else ErrNoSession.
+func (s *session) goneErrLocked() error {
+	if s.rep != nil && s.rep.moved {
+		return ErrMoved
+	}
+	return ErrNoSession
 }
 
 // push queues v, a message of the session's own, for its client.
@@ -215,7 +237,7 @@ func (s *session) bounced(e Envelope) {
 // refuses.
 func (s *session) enqueueLocked(m outgoing) error {
 	if s.gone {
-		return ErrNoSession
+		return s.goneErrLocked()
 	}
 	cfg := &s.e.cfg
 	size := m.cost()

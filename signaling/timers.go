@@ -63,6 +63,7 @@ func (h *Hub) tick(now time.Time) {
 		ss, hs := h.ring.due(h.mono(now))
 		for i, s := range ss {
 			s.ringTimeout(hs[i])
+			s.replicate()
 		}
 	}
 

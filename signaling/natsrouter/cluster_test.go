@@ -2,7 +2,6 @@ package natsrouter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/signaling"
 	"github.com/switchboard-rtc/switchboard/signaling/routertest"
-	"github.com/switchboard-rtc/switchboard/signaling/wire"
 )
 
 const testSecret = "0123456789abcdef-test"
@@ -140,38 +138,6 @@ func TestMismatchedSecretRefused(t *testing.T) {
 	}
 	if n := len(nodes[0].router.Members("r")); n != 0 {
 		t.Fatalf("node 1 sees %d members of the refused node's room", n)
-	}
-}
-
-// TestNodeGone: a node that stops (no close handshake: its server just goes)
-// is declared gone by the others; their members of its sessions' rooms hear
-// peer-left, and a signal to its session bounces.
-//
-// DeadAfter is an hour, so no live node is ever declared gone because a loaded
-// machine held its heartbeats back; the test moves each survivor's sweep to the
-// moment the stopped node has been silent for DeadAfter (see sweepGone).
-func TestNodeGone(t *testing.T) {
-	nodes := startCluster(t, 3, func(_ int, o *Options) { o.DeadAfter = time.Hour })
-	urls := startHubs(t, nodes, signaling.Config{})
-	alice := routertest.Dial(t, urls[0], "alice", "r")
-	settle(t, nodes, "r", 1)
-	carol := routertest.Dial(t, urls[2], "carol", "r")
-	alice.Expect(wire.TypePeerJoined)
-	settle(t, nodes, "r", 2)
-
-	nodes[2].emb.Close() // its server and connection go, without a goodbye
-	for _, n := range nodes[:2] {
-		sweepGone(t, n.router, "n3")
-	}
-	if m := alice.Expect(wire.TypePeerLeft); m.ID != carol.ID || m.Reason != wire.ReasonLeft {
-		t.Fatalf("alice got %+v, want carol's peer-left", m)
-	}
-	alice.Send(wire.Signal{Type: wire.TypeSignal, To: carol.ID, Data: json.RawMessage(`1`)})
-	if m := alice.Expect(wire.TypeError); m.Code != wire.CodePeerUnavailable || m.To != carol.ID {
-		t.Fatalf("signal to a session of a gone node: %+v", m)
-	}
-	if st := nodes[0].router.Stats(); st.Gone != 1 || st.Peers != 1 {
-		t.Fatalf("node 1 stats %+v: want 1 gone, 1 peer", st)
 	}
 }
 

@@ -24,6 +24,10 @@ const (
 	opState     byte = 'm'
 	opAdmit     byte = 'a' // request: JSON admitReq; answer: one byte, 1 admitted, 0 full
 	opPing      byte = 'p' // request: nothing; answer: nothing
+	opForward   byte = 'f' // as opSend: an envelope for a session that moved on, from the node it came from
+	opClaim     byte = 'c' // request: JSON claimReq; answer: JSON claimReply (handoff.go)
+	opFlush     byte = 'x' // JSON flushMsg (handoff.go)
+	opSent      byte = 'e' // JSON sentMsg (order.go)
 )
 
 // admitReq asks a room's owner whether session ID may enter Room of cap Max.
@@ -93,12 +97,21 @@ type memberOp struct {
 	// here, which did not know the session either, joined at the same time:
 	// its node tells it (see Router.applyState).
 	Saw []string `json:"saw,omitempty"`
+	// Epoch counts the session's moves between nodes: a newer epoch wins
+	// over an older owner's word (handoff.go).
+	Epoch uint64 `json:"epoch,omitempty"`
+	// State (keep, or any op of a snapshot): the session's last kept state,
+	// opaque here, adopted if its node dies. Tok: the hash of its resume
+	// token, for the cluster's directory.
+	State []byte `json:"state,omitempty"`
+	Tok   string `json:"tok,omitempty"`
 }
 
 const (
 	opReg   = "reg"   // a session exists, in no room yet
 	opJoin  = "join"  // a session is in Room (with its member data)
 	opUnreg = "unreg" // a session ended
+	opKeep  = "keep"  // a session's kept state or resume token changed
 )
 
 // parseState decodes an opState frame (after the op byte) and checks it.
@@ -112,7 +125,7 @@ func parseState(data []byte) (stateMsg, error) {
 	}
 	for _, o := range s.Ops {
 		switch {
-		case o.Op != opReg && o.Op != opJoin && o.Op != opUnreg:
+		case o.Op != opReg && o.Op != opJoin && o.Op != opUnreg && o.Op != opKeep:
 			return stateMsg{}, fmt.Errorf("natsrouter: state: op %q", o.Op)
 		case o.ID == "":
 			return stateMsg{}, errors.New("natsrouter: state: op without a session id")

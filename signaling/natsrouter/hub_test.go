@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -28,6 +30,9 @@ func startHubs(t *testing.T, nodes []*testNode, cfg signaling.Config) []string {
 	for i, n := range nodes {
 		c := cfg
 		c.ICE, c.Router = fixedICE{}, n.router
+		if os.Getenv("SB_DEBUG") != "" {
+			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("hub", i+1)
+		}
 		h, err := signaling.New(c)
 		if err != nil {
 			t.Fatal(err)

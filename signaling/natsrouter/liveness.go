@@ -45,10 +45,18 @@ func (r *Router) sendHeartbeat() {
 	}
 }
 
-// sweep declares peers silent for DeadAfter gone.
+// sweep declares peers silent for DeadAfter gone (their sessions adopted),
+// ends moves that took too long, and fences this node when it has lost the
+// cluster's majority (fence.go).
 func (r *Router) sweep(now time.Time) {
-	var left []departure
+	var ch changes
+	defer r.apply(&ch)
 	r.mu.Lock()
+	r.sweepMovesLocked(now, &ch)
+	ch.senders = r.sweepSendersLocked(now)
+	// Fencing first: a node about to fence must not adopt the sessions of
+	// the nodes it lost (they adopt its own).
+	r.fenceCheckLocked(now, &ch)
 	for id, t := range r.tombs {
 		if now.Sub(t.at) > tombTTL {
 			delete(r.tombs, id)
@@ -73,11 +81,72 @@ func (r *Router) sweep(now time.Time) {
 			r.gone.Add(1)
 			r.log.Warn("cluster: node gone (no heartbeat)", "peer", name, "silent", now.Sub(p.last).Round(time.Millisecond))
 		}
-		left = append(left, r.dropNodeLocked(name)...)
+		r.nodeGoneLocked(name, &ch)
 		r.notifyLocked()
 	}
 	r.mu.Unlock()
-	r.tellLeft(left)
+}
+
+// changes are what a change of the cluster asks of the hub and the local
+// sessions, done without r.mu (apply).
+type changes struct {
+	left  []departure // peer-left to tell
+	adopt [][]byte    // states to adopt
+	drain []string    // arrivals that may deliver now
+	fence bool        // this node lost the majority
+	// arrivals never imported: what they hold goes where the session is
+	abandon map[string]*arrival
+	senders map[string]*senderWait // waits to let go
+}
+
+// nodeGoneLocked forgets a node that died, left or restarted: its sessions
+// are adopted where their state was kept.
+func (r *Router) nodeGoneLocked(name string, ch *changes) {
+	if r.fenced {
+		r.dropNodeLocked(name) // the majority adopts; there is nobody here to tell
+		return
+	}
+	mine, left, drain := r.adoptLocked(name)
+	ch.adopt = append(ch.adopt, mine...)
+	ch.left = append(ch.left, left...)
+	ch.drain = append(ch.drain, drain...)
+}
+
+func (r *Router) apply(ch *changes) {
+	if ch.fence {
+		r.mu.RLock()
+		s := r.sessions
+		r.mu.RUnlock()
+		if s != nil {
+			s.Fence()
+		}
+	}
+	for id, a := range ch.abandon {
+		r.abandon(id, a)
+	}
+	for id, w := range ch.senders {
+		r.releaseSender(id, w, true)
+	}
+	r.tellLeft(ch.left)
+	if len(ch.adopt) > 0 {
+		r.mu.RLock()
+		s := r.sessions
+		r.mu.RUnlock()
+		for _, st := range ch.adopt {
+			if s != nil {
+				s.Adopt(st)
+				r.adopted.Add(1)
+			}
+		}
+	}
+	for _, id := range ch.drain {
+		r.mu.RLock()
+		a := r.incoming[id]
+		r.mu.RUnlock()
+		if a != nil {
+			r.drain(id, a)
+		}
+	}
 }
 
 // tellLeft gives local members the peer-left of sessions whose node went.
@@ -105,29 +174,34 @@ func (r *Router) onHeartbeat(m *nats.Msg) {
 		return
 	}
 	if hb.Node == r.self {
-		if hb.Inc != r.inc {
+		r.mu.RLock()
+		other := hb.Inc != r.inc && hb.Inc != r.oldInc
+		r.mu.RUnlock()
+		if other {
 			r.log.Error("cluster: another node uses this node's name", "name", r.self)
 		}
 		return
 	}
 	answer := false
-	var left []departure
+	var ch changes
+	defer r.apply(&ch)
 	r.mu.Lock()
 	p, ok := r.peers[hb.Node]
 	if hb.Bye {
 		if ok && p.inc == hb.Inc {
 			delete(r.peers, hb.Node)
-			left = r.dropNodeLocked(hb.Node)
+			delete(r.known, hb.Node) // left on purpose: no longer part of the majority
+			r.nodeGoneLocked(hb.Node, &ch)
 			r.notifyLocked()
 			r.log.Info("cluster: node left", "peer", hb.Node)
 		}
 		r.mu.Unlock()
-		r.tellLeft(left)
 		return
 	}
 	if !ok || p.inc != hb.Inc {
 		if ok { // restarted: what it had is gone
-			left = r.dropNodeLocked(hb.Node)
+			delete(r.peers, hb.Node) // adopted by the nodes linked now
+			r.nodeGoneLocked(hb.Node, &ch)
 		}
 		p = &peer{inc: hb.Inc}
 		r.peers[hb.Node] = p
@@ -154,9 +228,11 @@ func (r *Router) onHeartbeat(m *nats.Msg) {
 			p.linked = linked
 			r.notifyLocked()
 		}
+		if linked {
+			r.known[hb.Node] = p.last
+		}
 	}
 	r.mu.Unlock()
-	r.tellLeft(left)
 	if answer {
 		r.sendHeartbeat()
 	}

@@ -60,6 +60,10 @@ type Options struct {
 	// declared within 2.5s, under the 3s, while three lost
 	// heartbeats in a row are still forgiven.
 	DeadAfter time.Duration
+	// FenceAfter is how long this node may miss the heartbeats of the
+	// cluster's majority before it fences itself (fence.go). Default
+	// three quarters of DeadAfter; negative: never.
+	FenceAfter time.Duration
 	// Logger gets joins, departures and refusals. Default: discard.
 	Logger *slog.Logger
 }
@@ -73,6 +77,11 @@ type Stats struct {
 	Out       uint64 // envelopes published to other nodes (bounces included)
 	In        uint64 // envelopes received from other nodes
 	Bad       uint64 // undecodable frames dropped
+	Claimed   uint64 // sessions claimed from other nodes (handoffs in)
+	HandedOff uint64 // sessions released to other nodes (handoffs out)
+	Adopted   uint64 // sessions of dead nodes adopted here
+	Fences    uint64 // times this node fenced itself off
+	Fenced    bool   // fenced now
 }
 
 // entry is one session in the replica: local (ep set) or on node.
@@ -86,6 +95,12 @@ type entry struct {
 	// of or will hear of from them; the rest joined at the same time on
 	// another node and are told by applyState.
 	knows map[string]bool
+
+	epoch uint64   // moves between nodes so far
+	snap  []byte   // last kept state (signaling.Mover.Keep)
+	tok   string   // hash of the resume token (directory.go)
+	dep   *moveOut // moving out, or moved out lately (handoff.go)
+	prevs []string // the nodes it was on lately (newest last): their envelopes may still come
 }
 
 type peer struct {
@@ -97,13 +112,15 @@ type peer struct {
 
 // Router is a signaling.Router over NATS. Close it before the connection.
 type Router struct {
-	nc     *nats.Conn
-	opt    Options
-	self   string
-	inc    string
-	prefix string
-	log    *slog.Logger
-	marks  map[string]string
+	nc   *nats.Conn
+	opt  Options
+	self string
+	// inc names this incarnation (random per start, and per fence); guarded
+	// by mu. oldInc: the one before a fence, whose heartbeats may still come.
+	inc, oldInc string
+	prefix      string
+	log         *slog.Logger
+	marks       map[string]string
 
 	mu      sync.RWMutex
 	entries map[string]*entry            // guarded by mu; by session id
@@ -115,12 +132,31 @@ type Router struct {
 	peers    map[string]*peer // guarded by mu; by node name
 	changed  chan struct{}    // guarded by mu; closed when links change
 
+	// Moves (handoff.go), guarded by mu: sessions moving in, the hub.
+	incoming map[string]*arrival
+	sessions signaling.Sessions
+	toks     map[string]string // resume token hash → session id, every node's
+	local    signaling.Directory
+	// moves counts arrivals and leaving sessions, deps entries with a dep:
+	// the delivery paths look at the maps only when these are not zero.
+	moves, deps atomic.Int32
+	// fencing (fence.go), guarded by mu
+	// senders: moved sessions whose old node has not said it is done
+	// (order.go); sentMarks: such words that came first. Guarded by mu;
+	// swaits counts senders.
+	senders   map[string]*senderWait
+	sentMarks map[string]sentMsg
+	swaits    atomic.Int32
+	fenced    bool
+	known     map[string]time.Time // nodes linked lately, for the majority
+	wg        sync.WaitGroup       // claims being served
+
 	subs []*nats.Subscription
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
 
-	nodesSeen, refused, gone, out, in, bad atomic.Uint64
+	nodesSeen, refused, gone, out, in, bad, claimed, handedOff, adopted, fences atomic.Uint64
 }
 
 var _ signaling.Router = (*Router)(nil)
@@ -139,6 +175,9 @@ func New(nc *nats.Conn, opt Options) (*Router, error) {
 	if opt.DeadAfter <= 0 {
 		opt.DeadAfter = 4 * opt.Heartbeat
 	}
+	if opt.FenceAfter == 0 {
+		opt.FenceAfter = opt.DeadAfter * 3 / 4
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -151,6 +190,11 @@ func New(nc *nats.Conn, opt Options) (*Router, error) {
 		peers:    make(map[string]*peer),
 		admitted: make(map[string]map[string]time.Time),
 		tombs:    make(map[string]tomb),
+		incoming: make(map[string]*arrival),
+		senders:  make(map[string]*senderWait),
+		toks:     make(map[string]string),
+		local:    signaling.NewLocalDirectory(),
+		known:    make(map[string]time.Time),
 		changed:  make(chan struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -200,7 +244,10 @@ func (r *Router) Close() {
 	r.once.Do(func() {
 		close(r.stop)
 		<-r.done
+		r.wg.Wait()
+		r.mu.RLock()
 		b, _ := json.Marshal(heartbeat{Node: r.self, Inc: r.inc, Marks: r.marks, Bye: true})
+		r.mu.RUnlock()
 		_ = r.nc.Publish(r.prefix+".hb", b)
 		_ = r.nc.Flush()
 		r.unsubscribe()
@@ -221,7 +268,8 @@ func (r *Router) Stats() Stats {
 	}
 	r.mu.RUnlock()
 	return Stats{Peers: n, NodesSeen: r.nodesSeen.Load(), Refused: r.refused.Load(), Gone: r.gone.Load(),
-		Out: r.out.Load(), In: r.in.Load(), Bad: r.bad.Load()}
+		Out: r.out.Load(), In: r.in.Load(), Bad: r.bad.Load(), Claimed: r.claimed.Load(), HandedOff: r.handedOff.Load(),
+		Adopted: r.adopted.Load(), Fences: r.fences.Load(), Fenced: r.Fenced()}
 }
 
 // Peers lists the linked peers, sorted.
@@ -273,11 +321,21 @@ func (r *Router) publish(node string, frame []byte) {
 // Registration here; room membership in rooms.go, its replication to the other
 // nodes in state.go, delivery in delivery.go, heartbeats and links in liveness.go.
 
-// Register makes a local session reachable from every node.
+// Register makes a local session reachable from every node. A session that
+// moved here (a claim or an adoption, handoff.go) keeps its room.
 func (r *Router) Register(id string, ep signaling.Endpoint) {
 	r.mu.Lock()
+	old, ok := r.entries[id]
+	if ok && old.ep == nil && (old.node == r.self || r.incoming[id] != nil) {
+		a := r.takeOverLocked(id, old, ep)
+		r.mu.Unlock()
+		if a != nil {
+			r.drain(id, a)
+		}
+		return
+	}
 	defer r.mu.Unlock()
-	if old, ok := r.entries[id]; ok {
+	if ok {
 		r.leaveLocked(old)
 	}
 	r.entries[id] = &entry{ep: ep, node: r.self, m: signaling.Member{ID: id}}
@@ -294,7 +352,10 @@ func (r *Router) Unregister(id string) {
 	}
 	r.leaveLocked(e)
 	delete(r.entries, id)
-	r.tellLocked(memberOp{Op: opUnreg, ID: id})
+	if e.tok != "" {
+		delete(r.toks, e.tok)
+	}
+	r.tellLocked(memberOp{Op: opUnreg, ID: id, Epoch: e.epoch})
 }
 
 // randomID names this router instance in heartbeats.

@@ -50,9 +50,10 @@ func (r *Router) snapshotLocked() []memberOp {
 		switch {
 		case e.ep == nil:
 		case e.in:
-			ops = append(ops, memberOp{Op: opJoin, ID: id, Name: e.m.Name, Net: e.m.Net, Room: e.room, Saw: knownIDs(e)})
+			ops = append(ops, memberOp{Op: opJoin, ID: id, Name: e.m.Name, Net: e.m.Net, Room: e.room, Saw: knownIDs(e),
+				Epoch: e.epoch, State: e.snap, Tok: e.tok})
 		default:
-			ops = append(ops, memberOp{Op: opReg, ID: id})
+			ops = append(ops, memberOp{Op: opReg, ID: id, Epoch: e.epoch, State: e.snap, Tok: e.tok})
 		}
 	}
 	return ops
@@ -85,19 +86,53 @@ func (r *Router) applyState(s stateMsg) {
 	for _, o := range s.Ops {
 		old, had := r.entries[o.ID]
 		if had && old.node != s.Node {
-			continue // a session id is one node's
+			// A session id is one node's at a time: the newest epoch's. A
+			// local session is never given up on another's word (a move
+			// starts with its release here).
+			if o.Epoch <= old.epoch || old.ep != nil {
+				continue
+			}
+			prev := old.node
+			old.node, old.epoch = s.Node, o.Epoch
+			old.movedFrom(prev)
+			r.movedLocked(o.ID, prev, old)
+			r.senderMovedLocked(o.ID, prev, o.Epoch)
+		}
+		if had && o.Epoch > old.epoch {
+			old.epoch = o.Epoch
+		}
+		if o.State != nil && (had || o.Op != opUnreg) {
+			if !had {
+				old, had = &entry{node: s.Node, epoch: o.Epoch, m: signaling.Member{ID: o.ID}}, true
+				r.entries[o.ID] = old
+			}
+			old.snap = o.State
+		}
+		if o.Tok != "" && had && old.tok != o.Tok {
+			if old.tok != "" {
+				delete(r.toks, old.tok)
+			}
+			old.tok = o.Tok
+			r.toks[o.Tok] = o.ID
 		}
 		switch o.Op {
 		case opUnreg:
 			if had {
 				r.leaveLocked(old)
 				delete(r.entries, o.ID)
+				if old.tok != "" {
+					delete(r.toks, old.tok)
+				}
 				r.tombs[o.ID] = tomb{node: s.Node, at: time.Now()}
 			}
 		case opReg, opJoin:
 			if !had {
-				old = &entry{node: s.Node}
+				old = &entry{node: s.Node, epoch: o.Epoch}
 				r.entries[o.ID] = old
+			}
+			if o.Op == opJoin && old.in && old.room == o.Room {
+				old.m = signaling.Member{ID: o.ID, Name: o.Name, Net: o.Net}
+				continue // moved, not arrived: its room knows it
 			}
 			r.leaveLocked(old)
 			old.m = signaling.Member{ID: o.ID, Name: o.Name, Net: o.Net}
@@ -114,18 +149,27 @@ func (r *Router) applyState(s stateMsg) {
 // removed member, the local members of its room to tell.
 func (r *Router) dropNodeLocked(node string) (left []departure) {
 	for id, e := range r.entries {
-		if e.node != node {
-			continue
+		if e.node == node {
+			left = append(left, r.dropEntryLocked(id, e)...)
 		}
-		if e.in {
-			for _, o := range r.rooms[e.room] {
-				if o.ep != nil {
-					left = append(left, departure{id: id, to: o})
-				}
+	}
+	return left
+}
+
+// dropEntryLocked removes a session of another node from the replica and
+// returns the local members of its room to tell.
+func (r *Router) dropEntryLocked(id string, e *entry) (left []departure) {
+	if e.in {
+		for _, o := range r.rooms[e.room] {
+			if o.ep != nil {
+				left = append(left, departure{id: id, to: o})
 			}
 		}
-		r.leaveLocked(e)
-		delete(r.entries, id)
+	}
+	r.leaveLocked(e)
+	delete(r.entries, id)
+	if e.tok != "" {
+		delete(r.toks, e.tok)
 	}
 	return left
 }
@@ -157,4 +201,13 @@ func (r *Router) unannouncedLocked(x *entry, saw []string) []departure {
 		out = append(out, departure{id: x.m.ID, to: l, room: x.room, body: b})
 	}
 	return out
+}
+
+// movedFrom remembers node as one the session was on lately.
+func (e *entry) movedFrom(node string) {
+	const keep = 4
+	e.prevs = append(e.prevs, node)
+	if len(e.prevs) > keep {
+		e.prevs = e.prevs[len(e.prevs)-keep:]
+	}
 }

@@ -20,6 +20,10 @@ type Client struct {
 	msgs    chan wire.Any
 	Welcome wire.Any
 	ID      string
+	// Last is the highest seq received (by Next), Attempt the hello.attempt
+	// of this socket: what a resume sends.
+	Last    uint64
+	Attempt uint64
 }
 
 // Dial opens /ws at base (http://host:port), sends hello with name and room,
@@ -27,7 +31,8 @@ type Client struct {
 func Dial(t testing.TB, base, name, room string) *Client {
 	t.Helper()
 	c := DialOnly(t, base)
-	c.Send(wire.Hello{Type: wire.TypeHello, Name: name, Room: &room})
+	c.Attempt = 1
+	c.Send(wire.Hello{Type: wire.TypeHello, Name: name, Room: &room, Attempt: 1})
 	w := c.Next()
 	if w.Type != wire.TypeWelcome {
 		t.Fatalf("hello %s on %s: got %s %s %s, want welcome", name, base, w.Type, w.Code, w.Message)
@@ -88,6 +93,7 @@ func (c *Client) Next() wire.Any {
 		if !ok {
 			c.t.Fatalf("client %s: connection closed", c.ID)
 		}
+		c.Last = max(c.Last, m.Seq)
 		return m
 	case <-time.After(WaitFor):
 		c.t.Fatalf("client %s: no message within %v", c.ID, WaitFor)
@@ -103,6 +109,43 @@ func (c *Client) Expect(typ string) wire.Any {
 		c.t.Fatalf("client %s: got %s (code %q, %s), want %s", c.ID, m.Type, m.Code, m.Message, typ)
 	}
 	return m
+}
+
+// Cut drops the connection without a close frame: the session goes into its
+// resume grace.
+func (c *Client) Cut() { c.c.CloseNow() }
+
+// Resume opens a new connection to base and resumes c's session there (ack:
+// the last seq c received, the next attempt). It returns the new client and
+// the answer to the hello (welcome, or the error and close).
+func (c *Client) Resume(t testing.TB, base string) (*Client, wire.Any) {
+	t.Helper()
+	n := DialOnly(t, base)
+	n.ID, n.Last, n.Attempt = c.ID, c.Last, c.Attempt+1
+	ack := c.Last
+	n.Send(wire.Hello{Type: wire.TypeHello, Name: "resume", Resume: c.Welcome.Resume, Attempt: n.Attempt,
+		Meta: wire.Meta{Ack: ack}})
+	w, ok := n.TryNext()
+	if ok && w.Type == wire.TypeWelcome {
+		n.Welcome = w
+		n.Welcome.Resume = c.Welcome.Resume
+	}
+	return n, w
+}
+
+// TryNext is Next, reporting a closed connection (false) instead of failing.
+func (c *Client) TryNext() (wire.Any, bool) {
+	c.t.Helper()
+	select {
+	case m, ok := <-c.msgs:
+		if ok {
+			c.Last = max(c.Last, m.Seq)
+		}
+		return m, ok
+	case <-time.After(WaitFor):
+		c.t.Fatalf("client %s: no message within %v", c.ID, WaitFor)
+	}
+	return wire.Any{}, false
 }
 
 // Close closes the WebSocket normally.

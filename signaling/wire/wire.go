@@ -166,8 +166,11 @@ type Welcome struct {
 	Room       string      `json:"room"`
 	Peers      []Peer      `json:"peers"`
 	// Ack is the last client seq processed (0 on a fresh session).
-	Ack uint64          `json:"ack"`
-	Ref json.RawMessage `json:"ref,omitempty"`
+	Ack uint64 `json:"ack"`
+	// Lost (resume): the node that held the session died; messages it held
+	// for the client, and client messages above Ack, may be gone.
+	Lost bool            `json:"lost,omitempty"`
+	Ref  json.RawMessage `json:"ref,omitempty"`
 }
 
 // PeerJoined: Peer entered the room.
@@ -298,6 +301,7 @@ type Any struct {
 	ID         string          `json:"id,omitempty"`
 	Resume     string          `json:"resume,omitempty"`
 	Resumed    bool            `json:"resumed,omitempty"`
+	Lost       bool            `json:"lost,omitempty"`
 	ICEServers []ICEServer     `json:"iceServers,omitempty"`
 	TTL        int64           `json:"ttl,omitempty"`
 	Heartbeat  *Heartbeat      `json:"heartbeat,omitempty"`
