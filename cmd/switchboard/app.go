@@ -340,6 +340,7 @@ func (a *app) shutdown(ctx context.Context) error {
 	hs := a.hub.Stats()
 	sum := stopSummary{Sessions: hs.Sessions}
 	err := a.hub.Shutdown(ctx)
+	a.handOver(ctx)
 
 	if a.relay != nil {
 		sum.Allocations = a.relay.Allocations()

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -204,8 +205,13 @@ func (n *clusterNode) closeNATS() {
 type clusterCollector struct{ n *clusterNode }
 
 var clusterDescs = struct {
-	peers, seen, refused, gone, out, in, bad, reconnects *prometheus.Desc
+	peers, seen, refused, gone, out, in, bad, reconnects, handIn, handOut, adopted, fences, fenced *prometheus.Desc
 }{
+	handIn:     prometheus.NewDesc("switchboard_cluster_handoffs_in_total", "Sessions taken over from another node for a resume here.", nil, nil),
+	handOut:    prometheus.NewDesc("switchboard_cluster_handoffs_out_total", "Sessions handed to another node for a resume there.", nil, nil),
+	adopted:    prometheus.NewDesc("switchboard_cluster_adopted_total", "Sessions of dead nodes adopted here from their kept state.", nil, nil),
+	fences:     prometheus.NewDesc("switchboard_cluster_fences_total", "Times this node fenced itself off for losing the cluster's majority.", nil, nil),
+	fenced:     prometheus.NewDesc("switchboard_cluster_fenced", "1 while this node is fenced off (cut off from the majority: /readyz 503).", nil, nil),
 	peers:      prometheus.NewDesc("switchboard_cluster_peers", "Other nodes linked to this one now.", nil, nil),
 	seen:       prometheus.NewDesc("switchboard_cluster_nodes_seen_total", "Peer nodes (incarnations) linked since start.", nil, nil),
 	refused:    prometheus.NewDesc("switchboard_cluster_nodes_refused_total", "Peer nodes refused because a shared secret differs.", nil, nil),
@@ -218,7 +224,8 @@ var clusterDescs = struct {
 
 func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{clusterDescs.peers, clusterDescs.seen, clusterDescs.refused, clusterDescs.gone,
-		clusterDescs.out, clusterDescs.in, clusterDescs.bad, clusterDescs.reconnects} {
+		clusterDescs.out, clusterDescs.in, clusterDescs.bad, clusterDescs.reconnects, clusterDescs.handIn,
+		clusterDescs.handOut, clusterDescs.adopted, clusterDescs.fences, clusterDescs.fenced} {
 		ch <- d
 	}
 }
@@ -226,6 +233,11 @@ func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.n.router.Stats()
 	ch <- prometheus.MustNewConstMetric(clusterDescs.peers, prometheus.GaugeValue, float64(st.Peers))
+	fenced := 0.0
+	if st.Fenced {
+		fenced = 1
+	}
+	ch <- prometheus.MustNewConstMetric(clusterDescs.fenced, prometheus.GaugeValue, fenced)
 	for _, m := range []struct {
 		d *prometheus.Desc
 		v uint64
@@ -233,9 +245,48 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		{clusterDescs.seen, st.NodesSeen}, {clusterDescs.refused, st.Refused}, {clusterDescs.gone, st.Gone},
 		{clusterDescs.out, st.Out}, {clusterDescs.in, st.In}, {clusterDescs.bad, st.Bad},
 		{clusterDescs.reconnects, c.n.nc.Stats().Reconnects},
+		{clusterDescs.handIn, st.Claimed}, {clusterDescs.handOut, st.HandedOff}, {clusterDescs.adopted, st.Adopted},
+		{clusterDescs.fences, st.Fences},
 	} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
 	}
+}
+
+// fenced reports whether this node cut itself off for losing the cluster's
+// majority (never on one node).
+func (n *clusterNode) fenced() bool { return n != nil && n.router.Fenced() }
+
+// handOverTimeout bounds how long a stopping node waits for its clients to
+// resume on the other nodes (each resume takes its session along, with every
+// message). What is left then is adopted from its kept state.
+const handOverTimeout = 10 * time.Second
+
+// handOver, in cluster mode, keeps the stopping node up while its clients
+// (cut with 1012 by the hub's Shutdown) resume elsewhere and claim their
+// sessions, so that a rolling restart loses nothing.
+func (a *app) handOver(ctx context.Context) {
+	if a.cluster == nil {
+		return
+	}
+	left := a.hub.Stats().Sessions
+	if left == 0 {
+		return
+	}
+	a.log.Info("handing sessions over to the other nodes", "sessions", left, "timeout", handOverTimeout)
+	ctx, cancel := context.WithTimeout(ctx, handOverTimeout)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for left > 0 {
+		select {
+		case <-ctx.Done():
+			a.log.Info("sessions not resumed elsewhere in time; the other nodes adopt them", "sessions", left)
+			return
+		case <-t.C:
+			left = a.hub.Stats().Sessions
+		}
+	}
+	a.log.Info("every session resumed on another node")
 }
 
 // hubRouter is the router for signaling.Config: nil (in-process) when off.

@@ -68,6 +68,12 @@ func (a *app) healthRoutes(mux *http.ServeMux, metrics http.Handler) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
+		if a.cluster.fenced() {
+			// Cut off from its cluster's majority: the others serve its
+			// sessions now, the load balancer must send clients there.
+			http.Error(w, "not ready: cut off from the cluster", http.StatusServiceUnavailable)
+			return
+		}
 		io.WriteString(w, "ready\n")
 	})
 	if a.cfg.MetricsAddr == "" {

@@ -85,6 +85,18 @@ func (c *Client) Send(v any) {
 	}
 }
 
+// TrySend writes v as JSON, reporting a failed write (the server may have
+// closed the connection) instead of failing.
+func (c *Client) TrySend(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), WaitFor)
+	defer cancel()
+	return c.c.Write(ctx, websocket.MessageText, b)
+}
+
 // Next returns the next server message, failing after WaitFor.
 func (c *Client) Next() wire.Any {
 	c.t.Helper()
