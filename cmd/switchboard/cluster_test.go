@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -234,5 +235,68 @@ func TestClusterExternal(t *testing.T) {
 	bob.Send(wire.Signal{Type: wire.TypeSignal, To: alice.ID, Data: []byte(`"hi"`)})
 	if m := alice.Expect(wire.TypeSignal); m.From != bob.ID || string(m.Data) != `"hi"` {
 		t.Fatalf("alice got %+v", m)
+	}
+}
+
+// TestClusterFenceReadyz: a node that stops hearing the other two (their
+// NATS servers go away: a partition, seen from its side) fences itself: its
+// client is cut with 1012, /readyz answers 503, a new hello is refused and
+// /metrics says fenced. The majority's DeadAfter is longer than FenceAfter,
+// so it would adopt the node's sessions only after this.
+func TestClusterFenceReadyz(t *testing.T) {
+	ports := loopbackPorts(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	turn := stackDefaults(t)["SWITCHBOARD_TURN_SECRET"]
+	apps := make([]*app, 3)
+	for i := range apps {
+		apps[i] = startStack(t, map[string]string{
+			"CLUSTER":        "embedded",
+			"NODE_NAME":      fmt.Sprintf("node%d", i+1),
+			"CLUSTER_LISTEN": fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			"CLUSTER_ROUTES": strings.Join(routes, ","),
+			"CLUSTER_SECRET": testClusterSecret,
+			"TURN_SECRET":    turn,
+		})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), routertest.WaitFor)
+	defer cancel()
+	for _, a := range apps {
+		if err := a.cluster.waitPeers(ctx, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := routertest.Dial(t, apps[2].httpURL(), "c", "r")
+	readyz := func(a *app) int {
+		resp, err := http.Get(a.httpURL() + "/readyz")
+		if err != nil {
+			return -1
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := readyz(apps[2]); code != http.StatusOK {
+		t.Fatalf("/readyz before the partition: %d", code)
+	}
+	apps[0].cluster.emb.Close()
+	apps[1].cluster.emb.Close()
+
+	if _, ok := c.TryNext(); ok {
+		t.Fatal("the client of a node cut off from its cluster got a message instead of a close")
+	}
+	routertest.Eventually(t, "node3's /readyz says 503", func() bool { return readyz(apps[2]) == http.StatusServiceUnavailable })
+	d := routertest.DialOnly(t, apps[2].httpURL())
+	d.Send(wire.Hello{Type: wire.TypeHello, Name: "d"})
+	if m, _ := d.TryNext(); m.Type != wire.TypeError || m.Code != wire.CodeServerFull {
+		t.Fatalf("hello on a fenced node: %+v", m)
+	}
+	fams := scrape(t, apps[2].httpURL()+"/metrics")
+	if f := fams["switchboard_cluster_fenced"]; f == nil || f.Metric[0].GetGauge().GetValue() != 1 {
+		t.Fatalf("switchboard_cluster_fenced on the fenced node: %+v", f)
+	}
+	if f := fams["switchboard_cluster_fences_total"]; f == nil || f.Metric[0].GetCounter().GetValue() != 1 {
+		t.Fatalf("switchboard_cluster_fences_total: %+v", f)
 	}
 }
