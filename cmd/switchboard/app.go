@@ -221,6 +221,7 @@ func (a *app) start(ctx context.Context) error {
 		ep.TLSPorts = append(ep.TLSPorts, portOf(t))
 	}
 	a.started.Store(&startedState{relay: rs, endpoints: ep})
+	a.cluster.announceRelay(ep)
 	a.quiet.observe(a.relayedPackets(), time.Now())
 	a.serving.Go(a.watchTraffic)
 

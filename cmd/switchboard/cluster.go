@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/url"
 	"os"
@@ -41,6 +42,9 @@ const minClusterSecret = 16
 // and fills NODE_NAME from the host name.
 func (c *Config) validateCluster() error {
 	if c.ClusterMode == "" || c.ClusterMode == clusterOff {
+		if c.ClusterTURNBackup {
+			return badVar("CLUSTER_TURN_BACKUP", "needs SWITCHBOARD_CLUSTER=embedded or external: there is no other node's relay on one node")
+		}
 		return nil
 	}
 	mode := "in cluster mode (SWITCHBOARD_CLUSTER=" + string(c.ClusterMode) + ")"
@@ -250,6 +254,45 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
 	}
+}
+
+// infoTURN is the key of a node's TURN URLs in its heartbeats' info.
+const infoTURN = "turn"
+
+// announceRelay tells the other nodes the TURN URLs of this node's relay
+// (for their CLUSTER_TURN_BACKUP).
+func (n *clusterNode) announceRelay(ep iceEndpoints) {
+	if n == nil {
+		return
+	}
+	_, turn := ep.urls()
+	n.router.SetInfo(map[string]string{infoTURN: strings.Join(turn, " ")})
+}
+
+// backupTURN picks the relay of one linked peer for session id (rendezvous
+// hashing: sessions spread over the peers, and one session keeps its backup
+// while the set of nodes stands). Nil when no peer announced one.
+func (n *clusterNode) backupTURN(id string) []string {
+	if n == nil {
+		return nil
+	}
+	var best string
+	var bh uint64
+	infos := n.router.PeerInfo()
+	for name, info := range infos {
+		if info[infoTURN] == "" {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write([]byte(id + "\x00" + name))
+		if v := h.Sum64(); best == "" || v > bh || v == bh && name < best {
+			best, bh = name, v
+		}
+	}
+	if best == "" {
+		return nil
+	}
+	return strings.Fields(infos[best][infoTURN])
 }
 
 // fenced reports whether this node cut itself off for losing the cluster's

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,6 +64,9 @@ func TestClusterConfig(t *testing.T) {
 		{"bad advertise", base("CLUSTER_ADVERTISE", "host"), "SWITCHBOARD_CLUSTER_ADVERTISE"},
 		{"external without url", base("CLUSTER", "external"), "SWITCHBOARD_NATS_URL"},
 		{"external http url", base("CLUSTER", "external", "NATS_URL", "http://10.0.0.9:4222"), "SWITCHBOARD_NATS_URL"},
+		{"turn backup ok", base("CLUSTER_TURN_BACKUP", "true"), ""},
+		{"turn backup without a cluster", map[string]string{"SWITCHBOARD_CLUSTER_TURN_BACKUP": "true"}, "SWITCHBOARD_CLUSTER_TURN_BACKUP"},
+		{"turn backup not a bool", base("CLUSTER_TURN_BACKUP", "maybe"), "SWITCHBOARD_CLUSTER_TURN_BACKUP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,5 +302,47 @@ func TestClusterFenceReadyz(t *testing.T) {
 	}
 	if f := fams["switchboard_cluster_fences_total"]; f == nil || f.Metric[0].GetCounter().GetValue() != 1 {
 		t.Fatalf("switchboard_cluster_fences_total: %+v", f)
+	}
+}
+
+// TestClusterTURNBackup: with CLUSTER_TURN_BACKUP a welcome lists this
+// node's relay first, then another node's (the URLs that node announced),
+// with the same credential, and that credential allocates on the other
+// node's relay: one TURN_SECRET, a fleet of relays.
+func TestClusterTURNBackup(t *testing.T) {
+	ports := loopbackPorts(t, 2)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	turn := stackDefaults(t)["SWITCHBOARD_TURN_SECRET"]
+	apps := make([]*app, 2)
+	for i := range apps {
+		apps[i] = startStack(t, map[string]string{
+			"CLUSTER":             "embedded",
+			"NODE_NAME":           fmt.Sprintf("node%d", i+1),
+			"CLUSTER_LISTEN":      fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			"CLUSTER_ROUTES":      strings.Join(routes, ","),
+			"CLUSTER_SECRET":      testClusterSecret,
+			"CLUSTER_TURN_BACKUP": "true",
+			"TURN_SECRET":         turn,
+		})
+	}
+	routertest.Eventually(t, "node1 knows node2's relay", func() bool { return len(apps[0].cluster.backupTURN("x")) > 0 })
+	_, servers := hello(t, t.Context(), apps[0].httpURL())
+	var turnLists [][]string
+	for _, s := range servers {
+		if s.Username != "" {
+			turnLists = append(turnLists, s.URLs)
+		}
+	}
+	home := "turn:" + apps[0].relay.UDPAddr().String() + "?transport=udp"
+	backup := "turn:" + apps[1].relay.UDPAddr().String() + "?transport=udp"
+	if len(turnLists) != 2 || !slices.Contains(turnLists[0], home) || !slices.Contains(turnLists[1], backup) {
+		t.Fatalf("TURN servers %v: want node1's relay (%s) first, then node2's (%s)", turnLists, home, backup)
+	}
+	user, pass := turnCreds(t, servers)
+	if _, relayConn, err := turnClient(t, apps[1], user, pass); err != nil || relayConn == nil {
+		t.Fatalf("allocate on the backup node with the home node's credential: %v", err)
 	}
 }

@@ -84,18 +84,19 @@ type Config struct {
 	PublicURL    string `env:"PUBLIC_URL" help:"The URL people open, printed at start and in invite links (e.g. https://call.example.com/). Empty: https://DOMAIN/ with TLS (the router forwards 443 to HTTPS_ADDR), else http://localhost:PORT/."`
 
 	// Cluster mode (cluster.go): several nodes as one service over NATS.
-	ClusterMode      clusterMode `env:"CLUSTER" envDefault:"off" help:"off: one node, no NATS, no extra port. embedded: run a NATS server inside each node, clustered over CLUSTER_LISTEN and CLUSTER_ROUTES. external: connect to your NATS at NATS_URL."`
-	NodeName         string      `env:"NODE_NAME" help:"This node's name in the cluster: letters, digits, - and _, unique per node. Default: the host name (dots become -)."`
-	ClusterName      string      `env:"CLUSTER_NAME" envDefault:"switchboard" help:"Cluster name, the prefix of every NATS subject it uses (letters, digits, - and _): two clusters may share one NATS under different names."`
-	ClusterListen    string      `env:"CLUSTER_LISTEN" envDefault:":6222" help:"embedded: the NATS route listener (host:port) the other nodes connect to; authenticated with CLUSTER_SECRET."`
-	ClusterRoutes    strList     `env:"CLUSTER_ROUTES" help:"embedded: every node's route URL, comma-separated (nats://host:port), the same list on every node, this node's own included."`
-	ClusterAdvertise string      `env:"CLUSTER_ADVERTISE" help:"embedded: the route address (host:port) given to the other nodes when CLUSTER_LISTEN is not reachable as such (NAT, containers). Empty: CLUSTER_LISTEN."`
-	ClusterSecret    secret      `env:"CLUSTER_SECRET" help:"Required in cluster mode, at least 16 characters, the same on every node: authenticates the NATS routes (embedded) and lets nodes detect a peer with a different TURN_SECRET or AUTH_SECRET (it is refused)."`
-	NATSURL          secret      `env:"NATS_URL" help:"external: the NATS server URLs, comma-separated (nats://user:password@host:4222, tls://host:4222 for TLS)."`
-	NATSCreds        string      `env:"NATS_CREDS" help:"external: NATS credentials file (.creds: a user JWT and its nkey seed, as nsc writes it) for servers in operator/JWT mode; read again at each reconnect."`
-	NATSCA           string      `env:"NATS_CA" help:"external: PEM CA bundle that verifies the NATS servers' certificates; turns TLS on. Empty: the system's roots, when the server offers TLS."`
-	NATSCert         string      `env:"NATS_CERT" help:"external: PEM client certificate for NATS servers that verify clients (mTLS); needs NATS_KEY. Read again at each reconnect."`
-	NATSKey          string      `env:"NATS_KEY" help:"external: PEM private key of NATS_CERT."`
+	ClusterMode       clusterMode `env:"CLUSTER" envDefault:"off" help:"off: one node, no NATS, no extra port. embedded: run a NATS server inside each node, clustered over CLUSTER_LISTEN and CLUSTER_ROUTES. external: connect to your NATS at NATS_URL."`
+	NodeName          string      `env:"NODE_NAME" help:"This node's name in the cluster: letters, digits, - and _, unique per node. Default: the host name (dots become -)."`
+	ClusterName       string      `env:"CLUSTER_NAME" envDefault:"switchboard" help:"Cluster name, the prefix of every NATS subject it uses (letters, digits, - and _): two clusters may share one NATS under different names."`
+	ClusterListen     string      `env:"CLUSTER_LISTEN" envDefault:":6222" help:"embedded: the NATS route listener (host:port) the other nodes connect to; authenticated with CLUSTER_SECRET."`
+	ClusterRoutes     strList     `env:"CLUSTER_ROUTES" help:"embedded: every node's route URL, comma-separated (nats://host:port), the same list on every node, this node's own included."`
+	ClusterAdvertise  string      `env:"CLUSTER_ADVERTISE" help:"embedded: the route address (host:port) given to the other nodes when CLUSTER_LISTEN is not reachable as such (NAT, containers). Empty: CLUSTER_LISTEN."`
+	ClusterTURNBackup bool        `env:"CLUSTER_TURN_BACKUP" help:"Cluster mode: iceServers list, after this node's relay, one other node's relay (chosen per session), so that a call can keep a relay while its node dies. One TURN_SECRET: the same credential works on every node."`
+	ClusterSecret     secret      `env:"CLUSTER_SECRET" help:"Required in cluster mode, at least 16 characters, the same on every node: authenticates the NATS routes (embedded) and lets nodes detect a peer with a different TURN_SECRET or AUTH_SECRET (it is refused)."`
+	NATSURL           secret      `env:"NATS_URL" help:"external: the NATS server URLs, comma-separated (nats://user:password@host:4222, tls://host:4222 for TLS)."`
+	NATSCreds         string      `env:"NATS_CREDS" help:"external: NATS credentials file (.creds: a user JWT and its nkey seed, as nsc writes it) for servers in operator/JWT mode; read again at each reconnect."`
+	NATSCA            string      `env:"NATS_CA" help:"external: PEM CA bundle that verifies the NATS servers' certificates; turns TLS on. Empty: the system's roots, when the server offers TLS."`
+	NATSCert          string      `env:"NATS_CERT" help:"external: PEM client certificate for NATS servers that verify clients (mTLS); needs NATS_KEY. Read again at each reconnect."`
+	NATSKey           string      `env:"NATS_KEY" help:"external: PEM private key of NATS_CERT."`
 
 	// Operation.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"25s" help:"On SIGTERM, how long running TURN allocations may go on before exit; the wait ends sooner once nothing has been relayed for 10s (the browsers are gone). Docker's stop grace must be longer."`

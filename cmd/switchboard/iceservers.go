@@ -73,7 +73,13 @@ func (p iceProvider) ICEServers(_ context.Context, user string) ([]signaling.ICE
 		return nil, time.Time{}, errRelayNotStarted
 	}
 	c := st.relay.Mint(user, p.a.cfg.CredentialTTL)
-	return st.endpoints.servers(c), c.Expires, nil
+	servers := st.endpoints.servers(c)
+	if p.a.cfg.ClusterTURNBackup {
+		if urls := p.a.cluster.backupTURN(user); len(urls) > 0 {
+			servers = append(servers, signaling.ICEServer{URLs: urls, Username: c.Username, Credential: c.Password})
+		}
+	}
+	return servers, c.Expires, nil
 }
 
 // portOf returns the port of a bound address (0 if it has none).

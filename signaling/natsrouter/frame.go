@@ -146,6 +146,9 @@ type heartbeat struct {
 	Marks map[string]string `json:"marks"`
 	// Bye: the node is leaving (Router.Close); peers forget it at once.
 	Bye bool `json:"bye,omitempty"`
+	// Info is what the node says of itself to the others (SetInfo), e.g.
+	// the TURN URLs of its relay.
+	Info map[string]string `json:"info,omitempty"`
 }
 
 func parseHeartbeat(data []byte) (heartbeat, error) {

@@ -32,7 +32,7 @@ func (r *Router) beat() {
 
 func (r *Router) sendHeartbeat() {
 	r.mu.RLock()
-	hb := heartbeat{Node: r.self, Inc: r.inc, Marks: r.marks}
+	hb := heartbeat{Node: r.self, Inc: r.inc, Marks: r.marks, Info: r.info}
 	for name, p := range r.peers {
 		if !p.refused {
 			hb.Heard = append(hb.Heard, name)
@@ -216,6 +216,9 @@ func (r *Router) onHeartbeat(m *nats.Msg) {
 		r.notifyLocked()
 	}
 	p.last = time.Now()
+	if hb.Info != nil {
+		p.info = hb.Info
+	}
 	if !p.refused {
 		linked := slices.Contains(hb.Heard, r.self)
 		if linked && !p.linked {

@@ -31,6 +31,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -104,6 +105,7 @@ type entry struct {
 }
 
 type peer struct {
+	info    map[string]string // from its last heartbeat
 	inc     string
 	last    time.Time
 	linked  bool
@@ -148,6 +150,7 @@ type Router struct {
 	sentMarks map[string]sentMsg
 	swaits    atomic.Int32
 	fenced    bool
+	info      map[string]string    // this node's, sent in heartbeats
 	known     map[string]time.Time // nodes linked lately, for the majority
 	wg        sync.WaitGroup       // claims being served
 
@@ -270,6 +273,26 @@ func (r *Router) Stats() Stats {
 	return Stats{Peers: n, NodesSeen: r.nodesSeen.Load(), Refused: r.refused.Load(), Gone: r.gone.Load(),
 		Out: r.out.Load(), In: r.in.Load(), Bad: r.bad.Load(), Claimed: r.claimed.Load(), HandedOff: r.handedOff.Load(),
 		Adopted: r.adopted.Load(), Fences: r.fences.Load(), Fenced: r.Fenced()}
+}
+
+// SetInfo sets what heartbeats tell the other nodes of this one (PeerInfo).
+func (r *Router) SetInfo(info map[string]string) {
+	r.mu.Lock()
+	r.info = maps.Clone(info)
+	r.mu.Unlock()
+}
+
+// PeerInfo returns the info of each linked peer (SetInfo there), by name.
+func (r *Router) PeerInfo() map[string]map[string]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]map[string]string)
+	for name, p := range r.peers {
+		if p.linked && !p.refused && p.info != nil {
+			out[name] = p.info
+		}
+	}
+	return out
 }
 
 // Peers lists the linked peers, sorted.
