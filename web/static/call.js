@@ -51,6 +51,7 @@ import { sendFile, FileReceiver, HIGH_WATER } from "./transfer.js";
  * @property {(polite: boolean) => void} accepted
  * @property {(polite: boolean) => void} start creates the peer connection
  * @property {() => void} configure applies the session's latest ICE servers
+ * @property {() => void} resync after an adoption (welcome.lost): restarts ICE on the latest ICE servers
  */
 
 /**
@@ -132,6 +133,7 @@ export class Call extends TypedTarget {
       accepted: (polite) => this.#onAccepted(polite),
       start: (polite) => this.#startMedia(polite),
       configure: () => this.#applyConfiguration(),
+      resync: () => this.#resync(),
     });
   }
 
@@ -325,6 +327,27 @@ export class Call extends TypedTarget {
   restartIce() {
     if (!this.#pc || this.#state === "ended") return;
     this.#pc.restartIce();
+  }
+
+  /**
+   * The session was adopted by another node (welcome.lost): the relay our
+   * path ran through may have died with the old node, and signals of this
+   * call above the server's ack were dropped. A local offer still waiting
+   * for its answer may be one of them: roll it back (the peer answers a
+   * stale offer into nothing), then restart ICE, which makes a fresh offer
+   * on the ICE servers the session applied from the welcome.
+   */
+  async #resync() {
+    const pc = this.#pc;
+    if (!pc || this.#state === "ended") return;
+    if (pc.signalingState === "have-local-offer" && !this.#negotiator?.makingOffer) {
+      try {
+        await pc.setLocalDescription({ type: "rollback" });
+      } catch (err) {
+        console.warn("switchboard: rollback before ICE restart", err);
+      }
+    }
+    this.restartIce();
   }
 
   #applyConfiguration() {

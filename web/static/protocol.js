@@ -13,7 +13,8 @@
 /**
  * Server → client messages, one type per `type` (a discriminated union:
  * `switch (msg.type)` narrows to the fields of that message).
- * @typedef {{type: "welcome", id: string, resume: string, resumed: boolean, iceServers: IceServer[], ttl: number, heartbeat: Heartbeat, room: string, peers: Peer[], ack: number, ref?: Ref}} WelcomeMessage
+ * @typedef {{type: "welcome", id: string, resume: string, resumed: boolean, iceServers: IceServer[], ttl: number, heartbeat: Heartbeat, room: string, peers: Peer[], ack: number, lost?: boolean, ref?: Ref}} WelcomeMessage
+ *   lost: a resume after the node that held the session died (PROTOCOL.md "Cluster: resume on any node")
  * @typedef {{type: "peer-joined", seq?: number, peer: Peer}} PeerJoinedMessage
  * @typedef {{type: "peer-left", seq?: number, id: string, reason: "left" | "moved" | "timeout"}} PeerLeftMessage
  * @typedef {{type: "signal", seq?: number, from: string, data: unknown}} SignalMessage

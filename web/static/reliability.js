@@ -100,6 +100,15 @@ export class Outbox {
     return this.pending.slice();
   }
 
+  /**
+   * Forgets the unacked messages but keeps the numbering: after an adoption
+   * (welcome.lost) the server may have processed them or not, so they are
+   * not sent again, and new ones number above them.
+   */
+  drop() {
+    this.pending = [];
+  }
+
   /** Forget everything: the server started a fresh session. */
   reset() {
     this.seq = 0;

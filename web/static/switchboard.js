@@ -49,7 +49,8 @@ export { backoffDelay, closeAction, summarizeStats, describePath, parseServerMes
  * Events of a Session (CustomEvent, payload in detail).
  * @typedef {object} SessionEventMap
  * @property {CustomEvent<{state: SessionState, delay?: number, code?: number}>} state
- * @property {CustomEvent<{resumed: boolean, id: string, room: string, peers: Peer[]}>} welcome
+ * @property {CustomEvent<{resumed: boolean, lost: boolean, id: string, room: string, peers: Peer[]}>} welcome lost: the
+ *   session was adopted after its server node died; its calls restart ICE through the new node's relay
  * @property {CustomEvent<{peers: Peer[]}>} peers the presence list changed
  * @property {CustomEvent<{peer: Peer}>} peer-joined
  * @property {CustomEvent<{id: string, reason: string}>} peer-left
@@ -521,12 +522,25 @@ export class Session extends TypedTarget {
     this.#welcomed = true;
     this.#backoff = 0;
     this.#downSince = 0;
-    // Send again what the server did not process before the cut (all of it
-    // for a fresh session: requests queued before the first welcome).
-    for (const m of this.#outbox.unacked(msg.resumed ? msg.ack ?? 0 : 0)) this.#rawSend(m);
+    // lost (PROTOCOL.md "Cluster: resume on any node"): the node that held
+    // the session died and another adopted it. It may or may not have
+    // processed our messages above ack, so resending could do one twice:
+    // drop them, keep numbering above them, and let the calls re-synchronise
+    // what they carried (a fresh offer with an ICE restart).
+    const lost = msg.resumed && msg.lost === true;
+    if (lost) {
+      this.#outbox.drop();
+    } else {
+      // Send again what the server did not process before the cut (all of it
+      // for a fresh session: requests queued before the first welcome).
+      for (const m of this.#outbox.unacked(msg.resumed ? msg.ack ?? 0 : 0)) this.#rawSend(m);
+    }
     this.#startHeartbeat();
     this.#setState("open");
-    this.#emit("welcome", { resumed: msg.resumed, id: this.#id, room: this.#room, peers: [...this.#peers.values()] });
+    // After #setIceServers above: the restarts gather on the new node's relay
+    // (the old one died with its node).
+    if (lost) for (const { ctl } of [...this.#calls.values()]) ctl.resync();
+    this.#emit("welcome", { resumed: msg.resumed, lost, id: this.#id, room: this.#room, peers: [...this.#peers.values()] });
     this.#emit("peers", { peers: [...this.#peers.values()] });
   }
 

@@ -52,3 +52,8 @@ test("parseServerMessage refuses what the client cannot act on", () => {
 test("validPeers keeps well-formed entries", () => {
   assert.deepEqual(validPeers([{ id: "a", name: "A" }, null, { id: 1, name: "B" }, { id: "c" }, "x"]), [{ id: "a", name: "A" }]);
 });
+
+test("parseServerMessage keeps welcome.lost", () => {
+  const w = { type: "welcome", id: "a", resume: "r", resumed: true, iceServers: [], ttl: 60, heartbeat: { interval: 1, timeout: 2 }, room: "", peers: [], ack: 4, lost: true };
+  assert.equal(parseServerMessage(JSON.stringify(w))?.lost, true);
+});

@@ -63,6 +63,15 @@ test("Outbox numbers messages and forgets acked ones", () => {
   assert.equal(o.add({ type: "e" }).seq, 1, "seq after reset");
 });
 
+test("Outbox.drop forgets the unacked messages and keeps numbering", () => {
+  const o = new Outbox();
+  o.add({ type: "a" });
+  o.add({ type: "b" });
+  o.drop();
+  assert.deepEqual(o.unacked(0), [], "nothing to resend after drop");
+  assert.equal(o.add({ type: "c" }).seq, 3, "seq continues above the dropped messages");
+});
+
 test("Inbox drops replayed messages", () => {
   const in_ = new Inbox();
   const table = [

@@ -235,3 +235,114 @@ test("malformed and unknown server messages are ignored", async () => {
   assert.deepEqual(errors, ["rate-limited"]);
   s.close();
 });
+
+/** RTCPeerConnection and MediaStream stand-ins: enough for a call's setup, recording what the session does to them. */
+function fakeRTC() {
+  /** @type {FakePC[]} */
+  const pcs = [];
+  class FakePC {
+    constructor(config) {
+      this.config = { ...config };
+      this.configs = [];
+      this.restarts = 0;
+      this.signalingState = "stable";
+      this.localDescription = this.remoteDescription = null;
+      pcs.push(this);
+    }
+    getConfiguration() {
+      return { ...this.config };
+    }
+    setConfiguration(c) {
+      this.config = { ...c };
+      this.configs.push(this.config);
+    }
+    restartIce() {
+      this.restarts++;
+    }
+    createDataChannel() {
+      return { close() {} };
+    }
+    addTrack() {}
+    addTransceiver() {}
+    getSenders() {
+      return [];
+    }
+    async setLocalDescription(d) {
+      if (d?.type === "rollback") this.signalingState = "stable";
+    }
+    close() {
+      this.signalingState = "closed";
+    }
+  }
+  class FakeStream {
+    getTracks() {
+      return [];
+    }
+  }
+  globalThis.RTCPeerConnection = /** @type {any} */ (FakePC);
+  globalThis.MediaStream ??= /** @type {any} */ (FakeStream);
+  return pcs;
+}
+
+test("welcome.lost: unacked requests dropped, numbering goes on, calls restart ICE on the new node's relay", async () => {
+  const table = [
+    { name: "lost", lost: true, resent: [], restarts: 1 },
+    { name: "lost absent", lost: undefined, resent: [[2, "two"]], restarts: 0 },
+    { name: "lost false", lost: false, resent: [[2, "two"]], restarts: 0 },
+  ];
+  for (const tt of table) {
+    const pcs = fakeRTC();
+    const { s, sockets } = session({ iceTransportPolicy: "relay" });
+    const welcomes = [];
+    s.addEventListener("welcome", (e) => welcomes.push(e.detail));
+    await until(() => sockets[0]?.sent.length === 1, "hello");
+    sockets[0].push(welcome({ peers: [{ id: "p", name: "P" }], iceServers: [{ urls: ["turn:a:1"], username: "u", credential: "c" }] }));
+    sockets[0].push({ seq: 1, type: "call", call: "c1", from: "p", name: "P" });
+    const call = s.calls.get("c1");
+    assert.ok(call, `${tt.name}: incoming call`);
+    call.accept(); // seq 1
+    assert.equal(pcs.length, 1, `${tt.name}: one peer connection`);
+    assert.deepEqual(pcs[0].config, { iceServers: [{ urls: ["turn:a:1"], username: "u", credential: "c" }], iceTransportPolicy: "relay" });
+    sockets[0].push({ type: "pong", ack: 1 });
+    s.signal("p", "two"); // never acked: the node holding the session dies
+    sockets[0].drop(1006);
+    await until(() => sockets[1]?.sent.length === 1, `${tt.name}: resume hello`);
+    const fresh = [{ urls: ["turn:b:2"], username: "u2", credential: "c2" }];
+    const w = welcome({ resumed: true, ack: 1, peers: [{ id: "p", name: "P" }], iceServers: fresh });
+    if (tt.lost !== undefined) w.lost = tt.lost;
+    sockets[1].push(w);
+    assert.equal(s.state, "open", tt.name);
+    assert.deepEqual(sockets[1].of("signal").map((m) => [m.seq, m.data]), tt.resent, `${tt.name}: resent after the welcome`);
+    assert.equal(welcomes.at(-1).lost, tt.lost === true, `${tt.name}: welcome event lost`);
+    // setConfiguration gets the welcome's servers and keeps the relay policy.
+    assert.deepEqual(pcs[0].config, { iceServers: fresh, iceTransportPolicy: "relay" }, `${tt.name}: configuration`);
+    await until(() => pcs[0].restarts === tt.restarts, `${tt.name}: ${tt.restarts} ICE restarts`, 2000);
+    await sleep(20); // a second (wrong) restart would come from the same turn of the event loop
+    assert.equal(pcs[0].restarts, tt.restarts, `${tt.name}: ICE restarts`);
+    assert.equal(call.state, "connecting", `${tt.name}: the call goes on`);
+    s.signal("p", "three");
+    assert.deepEqual(sockets[1].of("signal").at(-1).seq, 3, `${tt.name}: numbering continues above the dropped message`);
+    sockets[1].push({ type: "pong", ack: 3 });
+    sockets[1].drop(1006);
+    await until(() => sockets[2]?.sent.length === 1, `${tt.name}: second resume hello`);
+    sockets[2].push(welcome({ resumed: true, ack: 3, peers: [{ id: "p", name: "P" }], iceServers: fresh }));
+    assert.deepEqual(sockets[2].of("signal"), [], `${tt.name}: nothing left to resend`);
+    s.close();
+  }
+});
+
+test("welcome.lost rolls back a local offer that may never have reached the peer before restarting ICE", async () => {
+  const pcs = fakeRTC();
+  const { s, sockets } = session();
+  await until(() => sockets[0]?.sent.length === 1, "hello");
+  sockets[0].push(welcome({ peers: [{ id: "p", name: "P" }] }));
+  sockets[0].push({ seq: 1, type: "call", call: "c1", from: "p", name: "P" });
+  s.calls.get("c1").accept();
+  pcs[0].signalingState = "have-local-offer"; // our offer went out just before the node died
+  sockets[0].drop(1006);
+  await until(() => sockets[1]?.sent.length === 1, "resume hello");
+  sockets[1].push(welcome({ resumed: true, lost: true, ack: 0, peers: [{ id: "p", name: "P" }] }));
+  await until(() => pcs[0].restarts === 1, "ICE restart", 2000);
+  assert.equal(pcs[0].signalingState, "stable", "rolled back first");
+  s.close();
+});

@@ -37,6 +37,7 @@
  * @property {(polite: boolean) => void} accepted
  * @property {(polite: boolean) => void} start creates the peer connection
  * @property {() => void} configure applies the session's latest ICE servers
+ * @property {() => void} resync after an adoption (welcome.lost): restarts ICE on the latest ICE servers
  */
 /**
  * @typedef {object} CallInit
@@ -224,6 +225,10 @@ export type CallControl = {
      * applies the session's latest ICE servers
      */
     configure: () => void;
+    /**
+     * after an adoption (welcome.lost): restarts ICE on the latest ICE servers
+     */
+    resync: () => void;
 };
 export type CallInit = {
     id: string;

@@ -35,8 +35,7 @@ export type Heartbeat = {
     timeout: number;
 };
 /**
- * Server → client messages, one type per `type` (a discriminated union:
- * `switch (msg.type)` narrows to the fields of that message).
+ * lost: a resume after the node that held the session died (PROTOCOL.md "Cluster: resume on any node")
  */
 export type WelcomeMessage = {
     type: "welcome";
@@ -49,6 +48,7 @@ export type WelcomeMessage = {
     room: string;
     peers: Peer[];
     ack: number;
+    lost?: boolean;
     ref?: Ref;
 };
 /**

@@ -64,6 +64,12 @@ export class Outbox<T extends object> {
     unacked(ack: number | undefined): (T & {
         seq: number;
     })[];
+    /**
+     * Forgets the unacked messages but keeps the numbering: after an adoption
+     * (welcome.lost) the server may have processed them or not, so they are
+     * not sent again, and new ones number above them.
+     */
+    drop(): void;
     /** Forget everything: the server started a fresh session. */
     reset(): void;
 }

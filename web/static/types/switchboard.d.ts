@@ -26,7 +26,8 @@
  * Events of a Session (CustomEvent, payload in detail).
  * @typedef {object} SessionEventMap
  * @property {CustomEvent<{state: SessionState, delay?: number, code?: number}>} state
- * @property {CustomEvent<{resumed: boolean, id: string, room: string, peers: Peer[]}>} welcome
+ * @property {CustomEvent<{resumed: boolean, lost: boolean, id: string, room: string, peers: Peer[]}>} welcome lost: the
+ *   session was adopted after its server node died; its calls restart ICE through the new node's relay
  * @property {CustomEvent<{peers: Peer[]}>} peers the presence list changed
  * @property {CustomEvent<{peer: Peer}>} peer-joined
  * @property {CustomEvent<{id: string, reason: string}>} peer-left
@@ -171,8 +172,13 @@ export type SessionEventMap = {
         delay?: number;
         code?: number;
     }>;
+    /**
+     * lost: the
+     * session was adopted after its server node died; its calls restart ICE through the new node's relay
+     */
     welcome: CustomEvent<{
         resumed: boolean;
+        lost: boolean;
         id: string;
         room: string;
         peers: Peer[];
