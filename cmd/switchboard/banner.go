@@ -93,6 +93,9 @@ func (a *app) banner(w io.Writer) {
 	default:
 		fmt.Fprintf(&b, "  metrics    /metrics on the http(s) listeners, to this host only\n")
 	}
+	if a.cluster != nil {
+		fmt.Fprintf(&b, "  cluster    node %s of %q, %s\n", a.cfg.NodeName, a.cfg.ClusterName, a.cluster.how)
+	}
 	if a.cfg.AuthSecret != "" {
 		how := "invite links (switchboard invite)"
 		if a.cfg.Passcode != "" || a.cfg.PasscodeHash != "" {

@@ -157,6 +157,13 @@ func TestClusterStacks(t *testing.T) {
 		}
 	}
 
+	var banner strings.Builder
+	apps[0].banner(&banner)
+	if want := "  cluster    node node1 of \"switchboard\", embedded NATS, routes on 127.0.0.1:"; !strings.Contains(banner.String(), want) ||
+		!strings.Contains(banner.String(), strings.Join(routes, ",")) {
+		t.Errorf("start-up block lacks the node, the mode and the peers (%q):\n%s", want, banner.String())
+	}
+
 	alice := routertest.Dial(t, apps[0].httpURL(), "alice", "team")
 	routertest.Eventually(t, "node 2 knows alice", func() bool { return len(apps[1].cluster.router.Members("team")) == 1 })
 	bob := routertest.Dial(t, apps[1].httpURL(), "bob", "team")
