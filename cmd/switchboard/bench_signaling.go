@@ -61,7 +61,7 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 		verbose      = fs.Bool("v", false, "log every session failure (to stdout)")
 		cpuProfile   = fs.String("client-cpuprofile", "", "write a CPU profile of this (client) process to this file")
 		nodes        = fs.Int("nodes", 1, "Switchboard processes to start as one embedded cluster on 127.0.0.1 (SWITCHBOARD_CLUSTER=embedded); pair k's sessions connect to nodes k and k+1 mod N, so every signal crosses nodes. 1: one server, clustering off")
-		compareNodes = fs.Bool("compare-nodes", false, "with --nodes N > 1: run one server (clustering off) first, then N nodes, and print both rows and their ratio")
+		compareNodes = fs.Bool("compare-nodes", false, "with --nodes N > 1: also start one server (clustering off); both hold --sessions (the client twice as many) and their relay runs alternate; prints both rows and their ratio")
 		handoffs     = fs.Int("handoffs", -1, "after the relay runs, cut this many sessions (no close frame) and resume each on another node with hello{resume, ack, attempt+1}; reports resumed/failed and hello→welcome p50/p99. -1: 200 (at most one per pair) when --nodes > 1, else 0")
 		waitIdle     = fs.Float64("wait-idle", 0, "before each relay run and handoff phase wait (up to 30s) until all CPUs together were at most this busy (0-1), for shared machines; 0: no wait")
 		handoffQueue = fs.Int("handoff-queued", 1, "signals each cut session's peer sends it before it resumes (the resume replays them)")
@@ -115,8 +115,13 @@ func benchSignaling(ctx context.Context, args []string, stdout io.Writer) error 
 			*handoffs = min(defaultHandoffs, *sessions/2)
 		}
 	}
-	if lim, err := proc.FDLimit(); err == nil && uint64(*sessions+fdMargin) > lim {
-		return fmt.Errorf("--sessions %d needs %d file descriptors, RLIMIT_NOFILE is %d", *sessions, *sessions+fdMargin, lim)
+	// --compare-nodes holds both sets of sessions at once.
+	held := *sessions
+	if *compareNodes {
+		held *= 2
+	}
+	if lim, err := proc.FDLimit(); err == nil && uint64(held+fdMargin) > lim {
+		return fmt.Errorf("--sessions %d needs %d file descriptors, RLIMIT_NOFILE is %d", *sessions, held+fdMargin, lim)
 	}
 
 	if *cpuProfile != "" {

@@ -21,6 +21,9 @@ import (
 // loaded machine and still ends a run whose cluster never forms.
 const linkTimeout = time.Minute
 
+// clusterStopTimeout is how long a cluster node gets after SIGTERM.
+const clusterStopTimeout = 3 * time.Second
+
 // startSignalingCluster starts n `switchboard serve` processes on 127.0.0.1
 // as one embedded cluster (each its own HTTP and route port; one auth, TURN
 // and cluster secret for all) and returns once every node reports n-1 linked
@@ -72,6 +75,11 @@ func startSignalingCluster(ctx context.Context, cfg SignalingConfig, n int, logD
 			Env:   append(env, cfg.ServerEnv...),
 			Log:   filepath.Join(logDir, "switchboard-"+name+".log"),
 			Ready: proc.HTTPReady("http://" + httpAddrs[i] + "/readyz"),
+			// A stopping node waits up to 10 s for its sessions to resume on
+			// the others (a rolling restart loses nothing); the bench's
+			// clients are gone by then, so that wait is dead time. 3 s is
+			// above the 1 s drain, then SIGKILL.
+			StopTimeout: clusterStopTimeout,
 		})
 		if err != nil {
 			t.stop()

@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/cmd/switchboard/internal/proc"
@@ -121,13 +123,16 @@ func (t target) alive() error {
 	return nil
 }
 
-// stop stops the processes this bench started.
+// stop stops the processes this bench started, all at once: a cluster
+// node stopped after another would first try to hand its sessions over.
 func (t target) stop() {
+	var wg sync.WaitGroup
 	for _, n := range t.nodes {
 		if n.proc != nil {
-			_ = n.proc.Stop()
+			wg.Go(func() { _ = n.proc.Stop() })
 		}
 	}
+	wg.Wait()
 }
 
 // figures are one server's results.
@@ -170,6 +175,9 @@ func Signaling(ctx context.Context, cfg SignalingConfig, w io.Writer) error {
 	if n := cfg.nodes(); n > 1 {
 		fmt.Fprintf(w, "cluster: %d nodes (SWITCHBOARD_CLUSTER=embedded, separate processes on 127.0.0.1); pair k's sessions are on nodes k and k+1 mod %d: every signal crosses nodes\n", n, n)
 	}
+	if cfg.CompareNodes && cfg.nodes() > 1 {
+		fmt.Fprintf(w, "compare: one server (clustering off) and %d nodes hold their sessions side by side; their relay runs alternate (ABBA…), so machine noise falls on both\n", cfg.nodes())
+	}
 	if cfg.Handoffs > 0 {
 		fmt.Fprintf(w, "handoff: after the relay runs, %d sessions are cut (no close frame), their peers send each %d signal(s), and they resume with hello{resume, ack, attempt+1} on another node (the same one when there is one)\n",
 			cfg.Handoffs, max(cfg.HandoffQueued, 1))
@@ -181,8 +189,14 @@ func Signaling(ctx context.Context, cfg SignalingConfig, w io.Writer) error {
 		if cfg.CompareNodes && cfg.nodes() > 1 {
 			counts = []int{1, cfg.nodes()}
 		}
-		for _, n := range counts {
-			f, err := runSwitchboard(ctx, cfg, n, logDir, w)
+		if len(counts) == 2 {
+			fs, err := compareNodes(ctx, cfg, logDir, w)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, fs...)
+		} else {
+			f, err := runSwitchboard(ctx, cfg, counts[0], logDir, w)
 			if err != nil {
 				return err
 			}
@@ -203,6 +217,54 @@ func Signaling(ctx context.Context, cfg SignalingConfig, w io.Writer) error {
 	}
 	printSummary(w, rows)
 	return nil
+}
+
+// compareNodes starts one server (clustering off) and connects its sessions,
+// then the same for cfg.Nodes nodes, and alternates their relay runs, so
+// that what else the machine is doing falls on both alike; then each one's
+// handoff phase. The client holds both sets of sessions.
+func compareNodes(ctx context.Context, cfg SignalingConfig, logDir string, w io.Writer) ([]*figures, error) {
+	t1, err := startSignalingSwitchboard(ctx, cfg, logDir)
+	if err != nil {
+		return nil, err
+	}
+	defer t1.stop()
+	l1, err := connectTarget(ctx, t1, cfg, w)
+	if err != nil {
+		return nil, err
+	}
+	defer l1.r.Close()
+	tN, err := startSignalingCluster(ctx, cfg, cfg.nodes(), logDir)
+	if err != nil {
+		return nil, err
+	}
+	defer tN.stop()
+	lN, err := connectTarget(ctx, tN, cfg, w)
+	if err != nil {
+		return nil, err
+	}
+	defer lN.r.Close()
+	l1.tag, lN.tag = "[1 node] ", fmt.Sprintf("[%d nodes] ", cfg.nodes())
+
+	fmt.Fprintf(w, "\n== relay runs, alternating\n")
+	order := []*loaded{l1, lN}
+	for i := range cfg.Runs {
+		for _, l := range order {
+			if err := l.relay(ctx, cfg, w, i+1); err != nil {
+				return nil, err
+			}
+		}
+		slices.Reverse(order) // neither always runs first
+	}
+	for _, l := range []*loaded{l1, lN} {
+		if err := l.handoff(ctx, cfg, w); err != nil {
+			return nil, err
+		}
+		if err := l.t.alive(); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.t.name, err)
+		}
+	}
+	return []*figures{&l1.f, &lN.f}, nil
 }
 
 // runSwitchboard starts (or attaches to) Switchboard with n nodes, loads it
@@ -244,14 +306,50 @@ func runSwitchboard(ctx context.Context, cfg SignalingConfig, n int, logDir stri
 // runSignaling drives one server (or cluster) through connect, idle, relay
 // and, if configured, handoff phases.
 func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer) (figures, error) {
-	f := figures{name: t.name, nodes: len(t.nodes)}
-	pids := make([]int, len(t.nodes))
+	l, err := connectTarget(ctx, t, o, w)
+	if err != nil {
+		return figures{name: t.name, nodes: len(t.nodes)}, err
+	}
+	defer l.r.Close()
+	for i := range o.Runs {
+		if err := l.relay(ctx, o, w, i+1); err != nil {
+			return l.f, err
+		}
+	}
+	if err := l.handoff(ctx, o, w); err != nil {
+		return l.f, err
+	}
+	if err := t.alive(); err != nil {
+		return l.f, fmt.Errorf("%s: %w", t.name, err)
+	}
+	return l.f, nil
+}
+
+// loaded is a target with its sessions connected, between phases.
+type loaded struct {
+	t    target
+	r    *loadgen.Runner
+	f    figures
+	pids []int
+	// tag starts each of its relay and handoff lines when the runs of
+	// several targets interleave ("[1 node] "); "" alone.
+	tag string
+	m0  map[string]float64 // watched counters after the last phase
+}
+
+// connectTarget opens the sessions on t and measures its idle RSS. The
+// caller closes the returned runner.
+func connectTarget(ctx context.Context, t target, o SignalingConfig, w io.Writer) (*loaded, error) {
+	l := &loaded{t: t, f: figures{name: t.name, nodes: len(t.nodes)}}
 	urls := make([]string, len(t.nodes))
+	for _, n := range t.nodes {
+		l.pids = append(l.pids, n.pid)
+	}
 	for i, n := range t.nodes {
-		pids[i], urls[i] = n.pid, n.wsURL
+		urls[i] = n.wsURL
 	}
 	if len(t.nodes) == 1 {
-		fmt.Fprintf(w, "\n== %s  pid %d  %s\n", t.name, pids[0], urls[0])
+		fmt.Fprintf(w, "\n== %s  pid %d  %s\n", t.name, l.pids[0], urls[0])
 	} else {
 		fmt.Fprintf(w, "\n== %s  %d nodes\n", t.name, len(t.nodes))
 		for _, n := range t.nodes {
@@ -261,11 +359,11 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	if t.note != "" {
 		fmt.Fprintf(w, "   %s\n", t.note)
 	}
-	base := make([]int64, len(pids))
-	for i, pid := range pids {
+	base := make([]int64, len(l.pids))
+	for i, pid := range l.pids {
 		var err error
 		if base[i], err = proc.RSS(pid); err != nil {
-			return f, fmt.Errorf("%s: %w", t.nodes[i].name, err)
+			return nil, fmt.Errorf("%s: %w", t.nodes[i].name, err)
 		}
 	}
 
@@ -281,15 +379,19 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	}
 	r, err := loadgen.New(lc)
 	if err != nil {
-		return f, err
+		return nil, err
 	}
-	defer r.Close()
+	l.r = r
+	fail := func(err error) (*loaded, error) {
+		r.Close()
+		return nil, err
+	}
 
 	cctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 	cres, err := r.Connect(cctx)
 	cancel()
 	if ctx.Err() != nil {
-		return f, ctx.Err()
+		return fail(ctx.Err())
 	}
 	fmt.Fprintf(w, "   connect: %d/%d sessions in %v (handshake p50 %v p99 %v max %v)",
 		cres.Connected, o.Sessions, cres.Elapsed.Round(time.Millisecond),
@@ -299,7 +401,7 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	}
 	fmt.Fprintln(w)
 	if err != nil && cres.Connected == 0 {
-		return f, fmt.Errorf("%s: %w", t.name, err)
+		return fail(fmt.Errorf("%s: %w", t.name, err))
 	}
 	hb := "none"
 	if cres.Heartbeat > 0 {
@@ -307,25 +409,26 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	}
 	fmt.Fprintf(w, "   client heartbeat: %s\n", hb)
 
-	idle, last, err := idleRSS(ctx, pids, o.Settle)
+	idle, last, err := idleRSS(ctx, l.pids, o.Settle)
 	if err != nil {
-		return f, err
+		return fail(err)
 	}
 	if err := t.alive(); err != nil {
-		return f, fmt.Errorf("%s: %w", t.name, err)
+		return fail(fmt.Errorf("%s: %w", t.name, err))
 	}
+	f := &l.f
 	f.held = r.Active()
 	if f.held > 0 {
 		f.perSession = float64(sum(idle)-sum(base)) / float64(f.held)
 	}
 	fmt.Fprintf(w, "   idle: %d sessions held after %v settle (dropped %d); RSS %s → %s (peak of the settle's second half; %s at its end) = %s per idle session",
 		f.held, o.Settle, r.Dropped(), sizeOf(float64(sum(base))), sizeOf(float64(sum(idle))), sizeOf(float64(sum(last))), sizeOf(f.perSession))
-	if t.name == "switchboard" && len(pids) == 1 && o.Sessions >= TargetSessions {
+	if t.name == "switchboard" && len(l.pids) == 1 && o.Sessions >= TargetSessions {
 		fmt.Fprintf(w, "  [target ≤ %s at %d sessions: %s]", sizeOf(targetIdleBytes), TargetSessions,
 			verdict(f.perSession <= targetIdleBytes && f.held >= TargetSessions))
 	}
 	fmt.Fprintln(w)
-	if len(pids) > 1 {
+	if len(l.pids) > 1 {
 		parts := make([]string, len(t.nodes))
 		for i, n := range t.nodes {
 			parts[i] = fmt.Sprintf("%s %s → %s", n.name, sizeOf(float64(base[i])), sizeOf(float64(idle[i])))
@@ -335,64 +438,70 @@ func runSignaling(ctx context.Context, t target, o SignalingConfig, w io.Writer)
 	if errs := r.ServerErrors(); len(errs) > 0 {
 		fmt.Fprintf(w, "   server errors while idle: %s\n", loadgen.FormatCounts(errs))
 	}
-	m0 := t.watchedCounters(ctx)
-	if d := counterDiff(nil, m0); d != "" {
+	l.m0 = t.watchedCounters(ctx)
+	if d := counterDiff(nil, l.m0); d != "" {
 		fmt.Fprintf(w, "   server counters so far: %s\n", d)
 	}
+	return l, nil
+}
 
-	for i := range o.Runs {
-		if err := waitIdle(ctx, o.WaitIdle); err != nil {
-			return f, err
-		}
-		cpu0 := processCPU(pids)
-		self0, _ := proc.SelfCPU()
-		busy0, _, busyErr0 := proc.MachineBusy()
-		res, err := r.Relay(ctx, o.Rate, o.Duration)
-		cpu1 := processCPU(pids)
-		self1, _ := proc.SelfCPU()
-		busy1, _, busyErr1 := proc.MachineBusy()
-		if err != nil {
-			return f, fmt.Errorf("%s relay: %w", t.name, err)
-		}
-		cpu := make([]time.Duration, len(pids))
-		for k := range cpu {
-			cpu[k] = cpu1[k] - cpu0[k]
-		}
-		// What the machine did besides this bench's processes: other jobs on
-		// a shared machine (and the kernel's loopback work, charged to no
-		// process). -1: unknown.
-		other := time.Duration(-1)
-		if busyErr0 == nil && busyErr1 == nil {
-			other = max(busy1-busy0-sum(cpu)-(self1-self0), 0)
-		}
-		f.relays = append(f.relays, res)
-		f.cpu = append(f.cpu, sum(cpu))
-		relayLine(w, t.name, i+1, o.Rate, res, cpu, self1-self0, other)
-		m1 := t.watchedCounters(ctx)
-		if d := counterDiff(m0, m1); d != "" {
-			fmt.Fprintf(w, "   server counters during run %d: %s\n", i+1, d)
-		}
-		m0 = m1
+// relay runs relay run number run and prints it.
+func (l *loaded) relay(ctx context.Context, o SignalingConfig, w io.Writer, run int) error {
+	if err := waitIdle(ctx, o.WaitIdle); err != nil {
+		return err
 	}
-	if o.Handoffs > 0 && t.proto == loadgen.Switchboard {
-		if err := waitIdle(ctx, o.WaitIdle); err != nil {
-			return f, err
-		}
-		res, err := r.Handoff(ctx, loadgen.HandoffConfig{Count: o.Handoffs, Queued: o.HandoffQueued})
-		if err != nil {
-			return f, fmt.Errorf("%s handoff: %w", t.name, err)
-		}
-		f.handoff = &res
-		handoffLine(w, len(pids), res)
-		m1 := t.watchedCounters(ctx)
-		if d := counterDiff(m0, m1); d != "" {
-			fmt.Fprintf(w, "   server counters during handoff: %s\n", d)
-		}
+	cpu0 := processCPU(l.pids)
+	self0, _ := proc.SelfCPU()
+	busy0, _, busyErr0 := proc.MachineBusy()
+	res, err := l.r.Relay(ctx, o.Rate, o.Duration)
+	cpu1 := processCPU(l.pids)
+	self1, _ := proc.SelfCPU()
+	busy1, _, busyErr1 := proc.MachineBusy()
+	if err != nil {
+		return fmt.Errorf("%s relay: %w", l.t.name, err)
 	}
-	if err := t.alive(); err != nil {
-		return f, fmt.Errorf("%s: %w", t.name, err)
+	cpu := make([]time.Duration, len(l.pids))
+	for k := range cpu {
+		cpu[k] = cpu1[k] - cpu0[k]
 	}
-	return f, nil
+	// What the machine did besides this bench's processes: other jobs on a
+	// shared machine (and the kernel's loopback work, charged to no
+	// process). -1: unknown.
+	other := time.Duration(-1)
+	if busyErr0 == nil && busyErr1 == nil {
+		other = max(busy1-busy0-sum(cpu)-(self1-self0), 0)
+	}
+	l.f.relays = append(l.f.relays, res)
+	l.f.cpu = append(l.f.cpu, sum(cpu))
+	relayLine(w, l.tag, l.t.name, run, o.Rate, res, cpu, self1-self0, other)
+	m1 := l.t.watchedCounters(ctx)
+	if d := counterDiff(l.m0, m1); d != "" {
+		fmt.Fprintf(w, "   %sserver counters during run %d: %s\n", l.tag, run, d)
+	}
+	l.m0 = m1
+	return nil
+}
+
+// handoff runs the handoff phase, if configured, and prints it.
+func (l *loaded) handoff(ctx context.Context, o SignalingConfig, w io.Writer) error {
+	if o.Handoffs <= 0 || l.t.proto != loadgen.Switchboard {
+		return nil
+	}
+	if err := waitIdle(ctx, o.WaitIdle); err != nil {
+		return err
+	}
+	res, err := l.r.Handoff(ctx, loadgen.HandoffConfig{Count: o.Handoffs, Queued: o.HandoffQueued})
+	if err != nil {
+		return fmt.Errorf("%s handoff: %w", l.t.name, err)
+	}
+	l.f.handoff = &res
+	handoffLine(w, l.tag, len(l.pids), res)
+	m1 := l.t.watchedCounters(ctx)
+	if d := counterDiff(l.m0, m1); d != "" {
+		fmt.Fprintf(w, "   %sserver counters during handoff: %s\n", l.tag, d)
+	}
+	l.m0 = m1
+	return nil
 }
 
 // idleRSS waits out the settle, reading each pid's RSS every second of its

@@ -17,7 +17,7 @@ import (
 // (serverCPU, one per node), of this client (selfCPU) and of the rest of the
 // machine (other; negative: unknown), what was not delivered, and the
 // target's verdict.
-func relayLine(w io.Writer, name string, run int, rate float64, res loadgen.RelayResult, serverCPU []time.Duration, selfCPU, other time.Duration) {
+func relayLine(w io.Writer, tag, name string, run int, rate float64, res loadgen.RelayResult, serverCPU []time.Duration, selfCPU, other time.Duration) {
 	window := max(res.Window.Seconds(), 1e-9)
 	pct := func(d time.Duration) string { return fmt.Sprintf("%.0f%%", 100*d.Seconds()/window) }
 	cpu := "server " + pct(sum(serverCPU))
@@ -28,9 +28,9 @@ func relayLine(w io.Writer, name string, run int, rate float64, res loadgen.Rela
 		}
 		cpu = "servers " + strings.Join(parts, "+") + " = " + pct(sum(serverCPU))
 	}
-	fmt.Fprintf(w, "   relay %d: %d pairs, target %.0f/s: sent %d delivered %d lost %d; %.0f msg/s delivered; "+
+	fmt.Fprintf(w, "   %srelay %d: %d pairs, target %.0f/s: sent %d delivered %d lost %d; %.0f msg/s delivered; "+
 		"latency p50 %v p90 %v p99 %v p99.9 %v max %v; send lag p99 %v; CPU %s client %s",
-		run, res.Senders/2, res.TargetRate, res.Sent, res.Delivered, res.Lost, res.Rate,
+		tag, run, res.Senders/2, res.TargetRate, res.Sent, res.Delivered, res.Lost, res.Rate,
 		dur(res.Latency.P50), dur(res.Latency.P90), dur(res.Latency.P99),
 		dur(res.Latency.P999), dur(res.Latency.Max), dur(res.SendLag.P99), cpu, pct(selfCPU))
 	if other >= 0 {
@@ -49,12 +49,12 @@ func relayLine(w io.Writer, name string, run int, rate float64, res loadgen.Rela
 }
 
 // handoffLine prints the handoff phase.
-func handoffLine(w io.Writer, nodes int, res loadgen.HandoffResult) {
+func handoffLine(w io.Writer, tag string, nodes int, res loadgen.HandoffResult) {
 	where := "on another node"
 	if nodes == 1 {
 		where = "on the same node (there is one)"
 	}
-	fmt.Fprintf(w, "   handoff: %d sessions cut and resumed %s in %v: %s\n", res.Attempted, where, res.Elapsed.Round(time.Millisecond), handoffFigures(res))
+	fmt.Fprintf(w, "   %shandoff: %d sessions cut and resumed %s in %v: %s\n", tag, res.Attempted, where, res.Elapsed.Round(time.Millisecond), handoffFigures(res))
 }
 
 // handoffFigures renders a handoff phase's outcome: how many resumed, why
