@@ -311,20 +311,41 @@ func (h *Hub) Fence() {
 func (h *Hub) claim(id string, attempt uint64) (*session, error) {
 	ctx, cancel := context.WithTimeout(h.ctx, claimTimeout)
 	defer cancel()
-	b, err := h.keeper.Claim(ctx, id, attempt)
-	if err != nil {
-		return nil, err
+	for {
+		b, err := h.keeper.Claim(ctx, id, attempt)
+		if err == nil {
+			s, err := h.importSession(b, false)
+			if err != nil {
+				return nil, err
+			}
+			h.st.handedIn.Add(1)
+			return s, nil
+		}
+		if errors.Is(err, ErrStale) {
+			return nil, err
+		}
+		// Its node died and a survivor is adopting it (perhaps this one):
+		// the client came back faster than the cluster noticed. Look here
+		// again, and ask again, until the adoption is done or time is up.
+		h.mu.Lock()
+		s := h.sessions[id]
+		h.mu.Unlock()
+		if s != nil {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(claimRetry):
+		}
 	}
-	s, err := h.importSession(b, false)
-	if err != nil {
-		return nil, err
-	}
-	h.st.handedIn.Add(1)
-	return s, nil
 }
 
+// claimRetry paces the claims of a resume that waits for an adoption.
+const claimRetry = 20 * time.Millisecond
+
 // claimTimeout bounds a handoff: the resume waits for it.
-const claimTimeout = 3 * time.Second
+const claimTimeout = 4 * time.Second // a dead node is declared dead within 2.5 s
 
 // importSession makes a session of state, detached in its resume grace, and
 // registers it: its room and call go on here.

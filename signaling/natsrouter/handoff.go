@@ -73,6 +73,10 @@ type flushMsg struct {
 	Epoch uint64 `json:"epoch"`
 }
 
+// claimAsk bounds one claim request: a release takes a few milliseconds
+// (it waits for at most one message being handled).
+const claimAsk = 750 * time.Millisecond
+
 // arrivalTTL bounds how long deliveries to a session moving in are held.
 const arrivalTTL = 5 * time.Second
 
@@ -138,7 +142,7 @@ func (r *Router) Keep(id string, state []byte) {
 func (r *Router) Claim(ctx context.Context, id string, attempt uint64) ([]byte, error) {
 	at := ""
 	for hops := 0; ; hops++ {
-		st, moved, retry, err := r.claimOnce(ctx, id, attempt, at)
+		st, moved, asked, retry, err := r.claimOnce(ctx, id, attempt, at)
 		if errors.Is(err, errClaimBusy) {
 			select { // it is still arriving there: a few milliseconds as a rule
 			case <-time.After(5 * time.Millisecond):
@@ -157,24 +161,24 @@ func (r *Router) Claim(ctx context.Context, id string, attempt uint64) ([]byte, 
 		}
 		// Its node is not answering: wait until it is declared dead and the
 		// session adopted (here: the hub finds it; elsewhere: claim there).
-		if err := r.waitMoved(ctx, id); err != nil {
+		if err := r.waitMoved(ctx, id, asked); err != nil {
 			return nil, err
 		}
 	}
 }
 
-func (r *Router) claimOnce(ctx context.Context, id string, attempt uint64, at string) (state []byte, moved string, retry bool, err error) {
+func (r *Router) claimOnce(ctx context.Context, id string, attempt uint64, at string) (state []byte, moved, from string, retry bool, err error) {
 	r.mu.Lock()
 	e, ok := r.entries[id]
 	switch {
 	case !ok || e.node == r.self:
 		r.mu.Unlock()
-		return nil, "", false, signaling.ErrNoSession // here (adopted meanwhile) or nowhere: the hub looks again
+		return nil, "", "", false, signaling.ErrNoSession // here (adopted meanwhile) or nowhere: the hub looks again
 	case r.incoming[id] != nil:
 		r.mu.Unlock()
-		return nil, "", false, fmt.Errorf("natsrouter: session %s is moving here already", id)
+		return nil, "", "", false, fmt.Errorf("natsrouter: session %s is moving here already", id)
 	}
-	from := e.node
+	from = e.node
 	if at != "" && at != r.self {
 		from = at
 	}
@@ -189,7 +193,11 @@ func (r *Router) claimOnce(ctx context.Context, id string, attempt uint64, at st
 	r.mu.Unlock()
 
 	b, _ := json.Marshal(claimReq{ID: id, Attempt: attempt, Node: r.self})
-	msg, err := r.nc.RequestWithContext(ctx, r.nodeSubject(from), append([]byte{opClaim}, b...))
+	// Its own bound: a node that died without its subscription being gone
+	// yet never answers, and the claim must go on to wait for the adoption.
+	rctx, cancel := context.WithTimeout(ctx, claimAsk)
+	msg, err := r.nc.RequestWithContext(rctx, r.nodeSubject(from), append([]byte{opClaim}, b...))
+	cancel()
 	var rep claimReply
 	if err == nil {
 		err = json.Unmarshal(msg.Data, &rep)
@@ -199,22 +207,22 @@ func (r *Router) claimOnce(ctx context.Context, id string, attempt uint64, at st
 		a.epoch = rep.Epoch
 		r.mu.Unlock()
 		r.claimed.Add(1)
-		return rep.State, "", false, nil
+		return rep.State, "", from, false, nil
 	}
 	r.abandon(id, a)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		return nil, "", true, nil // no answer: dead, or dying
+		return nil, "", from, true, nil // no answer: dead, or dying
 	case err != nil:
-		return nil, "", false, fmt.Errorf("natsrouter: claim %s from %s: %w", id, from, err)
+		return nil, "", "", false, fmt.Errorf("natsrouter: claim %s from %s: %w", id, from, err)
 	case rep.Status == claimStale:
-		return nil, "", false, signaling.ErrStale
+		return nil, "", "", false, signaling.ErrStale
 	case rep.Status == claimBusy:
-		return nil, "", false, errClaimBusy
+		return nil, "", "", false, errClaimBusy
 	case rep.Moved != "" && rep.Moved != from:
-		return nil, rep.Moved, false, signaling.ErrNoSession
+		return nil, rep.Moved, from, false, signaling.ErrNoSession
 	default:
-		return nil, "", false, signaling.ErrNoSession
+		return nil, "", "", false, signaling.ErrNoSession
 	}
 }
 
@@ -234,16 +242,9 @@ func (r *Router) abandon(id string, a *arrival) {
 	}
 }
 
-// waitMoved waits until session id's entry no longer points at the node it
-// pointed at (adopted elsewhere, or gone).
-func (r *Router) waitMoved(ctx context.Context, id string) error {
-	r.mu.RLock()
-	e, ok := r.entries[id]
-	node := ""
-	if ok {
-		node = e.node
-	}
-	r.mu.RUnlock()
+// waitMoved waits until session id's entry no longer points at node, which
+// did not answer (adopted elsewhere, or gone).
+func (r *Router) waitMoved(ctx context.Context, id, node string) error {
 	for {
 		r.mu.RLock()
 		ch := r.changed

@@ -90,7 +90,7 @@ func TestHandoff(t *testing.T) {
 // the receiver streams back with client seqs. Neither side may see a number
 // lost, duplicated or out of order.
 func TestHandoffChaos(t *testing.T) {
-	cuts := 150
+	cuts := 300
 	if testing.Short() {
 		cuts = 30
 	}
@@ -268,4 +268,32 @@ func TestFence(t *testing.T) {
 		return !r.Fenced()
 	})
 	_ = fmt.Sprint()
+}
+
+// TestResumeBeforeAdoption: a client whose node died reconnects at once, to
+// a survivor, before the cluster has declared its node dead. The resume
+// waits for the adoption (here or on the other survivor) instead of being
+// refused: same id, welcome.lost.
+func TestResumeBeforeAdoption(t *testing.T) {
+	nodes := startCluster(t, 3, func(_ int, o *Options) { o.DeadAfter, o.FenceAfter = time.Hour, -1 })
+	urls := startHubs(t, nodes, signaling.Config{})
+	carol := routertest.Dial(t, urls[2], "carol", "q")
+	settle(t, nodes, "q", 1)
+	routertest.Eventually(t, "carol's state kept on node 1", func() bool {
+		nodes[0].router.mu.RLock()
+		defer nodes[0].router.mu.RUnlock()
+		e := nodes[0].router.entries[carol.ID]
+		return e != nil && len(e.snap) > 0
+	})
+	nodes[2].emb.Close()
+	n := routertest.DialOnly(t, urls[0])
+	n.Send(wire.Hello{Type: wire.TypeHello, Name: "carol", Resume: carol.Welcome.Resume, Attempt: 2,
+		Meta: wire.Meta{Ack: carol.Last}})
+	for _, nd := range nodes[:2] {
+		sweepGone(t, nd.router, "n3")
+	}
+	w, ok := n.TryNext()
+	if !ok || w.Type != wire.TypeWelcome || w.ID != carol.ID || !w.Resumed || !w.Lost {
+		t.Fatalf("resume sent before the adoption: %+v (open %v)", w, ok)
+	}
 }
