@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -127,35 +128,46 @@ func loopbackPorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// TestClusterStacks: three whole servers (relay, hub, web, metrics) in one
-// process with SWITCHBOARD_CLUSTER=embedded on loopback: clients on different
-// nodes meet in a room, signal and call; /metrics counts the peers and the
-// routed envelopes.
-func TestClusterStacks(t *testing.T) {
-	ports := loopbackPorts(t, 3)
+// startClusterStacks runs n whole servers in one embedded cluster on
+// loopback (node1..noden, one TURN secret, extra settings on each) and waits
+// until each has linked to all the others. It returns them and the routes.
+func startClusterStacks(t *testing.T, n int, extra map[string]string) ([]*app, []string) {
+	t.Helper()
+	ports := loopbackPorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	turn := stackDefaults(t)["SWITCHBOARD_TURN_SECRET"]
-	apps := make([]*app, 3)
+	apps := make([]*app, n)
 	for i := range apps {
-		apps[i] = startStack(t, map[string]string{
+		env := map[string]string{
 			"CLUSTER":        "embedded",
 			"NODE_NAME":      fmt.Sprintf("node%d", i+1),
 			"CLUSTER_LISTEN": fmt.Sprintf("127.0.0.1:%d", ports[i]),
 			"CLUSTER_ROUTES": strings.Join(routes, ","),
 			"CLUSTER_SECRET": testClusterSecret,
 			"TURN_SECRET":    turn,
-		})
+		}
+		maps.Copy(env, extra)
+		apps[i] = startStack(t, env)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), routertest.WaitFor)
 	defer cancel()
 	for _, a := range apps {
-		if err := a.cluster.waitPeers(ctx, 2); err != nil {
+		if err := a.cluster.waitPeers(ctx, n-1); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return apps, routes
+}
+
+// TestClusterStacks: three whole servers (relay, hub, web, metrics) in one
+// process with SWITCHBOARD_CLUSTER=embedded on loopback: clients on different
+// nodes meet in a room, signal and call; /metrics counts the peers and the
+// routed envelopes.
+func TestClusterStacks(t *testing.T) {
+	apps, routes := startClusterStacks(t, 3, nil)
 
 	var banner strings.Builder
 	apps[0].banner(&banner)
@@ -255,30 +267,7 @@ func TestClusterExternal(t *testing.T) {
 // /metrics says fenced. The majority's DeadAfter is longer than FenceAfter,
 // so it would adopt the node's sessions only after this.
 func TestClusterFenceReadyz(t *testing.T) {
-	ports := loopbackPorts(t, 3)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	turn := stackDefaults(t)["SWITCHBOARD_TURN_SECRET"]
-	apps := make([]*app, 3)
-	for i := range apps {
-		apps[i] = startStack(t, map[string]string{
-			"CLUSTER":        "embedded",
-			"NODE_NAME":      fmt.Sprintf("node%d", i+1),
-			"CLUSTER_LISTEN": fmt.Sprintf("127.0.0.1:%d", ports[i]),
-			"CLUSTER_ROUTES": strings.Join(routes, ","),
-			"CLUSTER_SECRET": testClusterSecret,
-			"TURN_SECRET":    turn,
-		})
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), routertest.WaitFor)
-	defer cancel()
-	for _, a := range apps {
-		if err := a.cluster.waitPeers(ctx, 2); err != nil {
-			t.Fatal(err)
-		}
-	}
+	apps, _ := startClusterStacks(t, 3, nil)
 	c := routertest.Dial(t, apps[2].httpURL(), "c", "r")
 	readyz := func(a *app) int {
 		resp, err := http.Get(a.httpURL() + "/readyz")
@@ -317,24 +306,7 @@ func TestClusterFenceReadyz(t *testing.T) {
 // with the same credential, and that credential allocates on the other
 // node's relay: one TURN_SECRET, a fleet of relays.
 func TestClusterTURNBackup(t *testing.T) {
-	ports := loopbackPorts(t, 2)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	turn := stackDefaults(t)["SWITCHBOARD_TURN_SECRET"]
-	apps := make([]*app, 2)
-	for i := range apps {
-		apps[i] = startStack(t, map[string]string{
-			"CLUSTER":             "embedded",
-			"NODE_NAME":           fmt.Sprintf("node%d", i+1),
-			"CLUSTER_LISTEN":      fmt.Sprintf("127.0.0.1:%d", ports[i]),
-			"CLUSTER_ROUTES":      strings.Join(routes, ","),
-			"CLUSTER_SECRET":      testClusterSecret,
-			"CLUSTER_TURN_BACKUP": "true",
-			"TURN_SECRET":         turn,
-		})
-	}
+	apps, _ := startClusterStacks(t, 2, map[string]string{"CLUSTER_TURN_BACKUP": "true"})
 	routertest.Eventually(t, "node1 knows node2's relay", func() bool { return len(apps[0].cluster.backupTURN("x")) > 0 })
 	_, servers := hello(t, t.Context(), apps[0].httpURL())
 	var turnLists [][]string
